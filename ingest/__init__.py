@@ -1,0 +1,1 @@
+"""decisionpath ingest: the canonical event contract, parsers, collectors and the lake writer."""

@@ -1,0 +1,168 @@
+"""Raw records → canonical rows or dead-letter rows. Pure: no I/O, never raises on bad input."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import pyarrow as pa
+
+from ingest import sources
+from ingest.errors import ParseError, UnsupportedFormat
+from ingest.events import DEAD_LETTER_SCHEMA, FIELD_NAMES, SCHEMA, utc
+from ingest.redact import redact, redact_text
+from ingest.sources.base import Parser
+
+# Records larger than this are dead-lettered unparsed (their first bytes kept, redacted).
+MAX_RECORD_BYTES = 1 << 20
+DEAD_RAW_KEEP = 64 << 10
+_REQUIRED_FROM_PARSER = ("event_id", "time", "source", "format", "category", "activity")
+
+
+@dataclass
+class Batch:
+    """What a run of records became. ``read`` counts input records (lines, messages, array items)."""
+
+    read: int = 0
+    events: list[dict[str, Any]] = field(default_factory=list)
+    dead: list[dict[str, Any]] = field(default_factory=list)
+
+    def extend(self, other: Batch) -> None:
+        self.read += other.read
+        self.events.extend(other.events)
+        self.dead.extend(other.dead)
+
+
+def dead_row(raw: bytes, origin: str, reason: str, now: dt.datetime, fmt: str | None = None) -> dict[str, Any]:
+    """A dead-letter row: where it came from, why, and the record (redacted, bounded)."""
+    digest = hashlib.sha256(raw).hexdigest()
+    kept = raw[:DEAD_RAW_KEEP].decode("utf-8", "replace")
+    try:
+        txt = orjson.dumps(redact(orjson.loads(raw))).decode() if len(raw) <= DEAD_RAW_KEEP else redact_text(kept)
+    except orjson.JSONDecodeError:
+        txt = redact_text(kept)
+    return {
+        "dl_id": hashlib.sha256(f"{origin}\x00{digest}".encode()).hexdigest()[:32],
+        "received_at": now,
+        "day": now.strftime("%Y-%m-%d"),
+        "origin": origin,
+        "format_hint": fmt,
+        "reason": reason[:500],
+        "raw_size": len(raw),
+        "raw_sha256": digest,
+        "raw": txt,
+    }
+
+
+def _finish(row: dict[str, Any], rec: Mapping[str, Any], origin: str, now: dt.datetime) -> dict[str, Any]:
+    for k in _REQUIRED_FROM_PARSER:
+        if row.get(k) in (None, ""):
+            raise ParseError(f"parser produced no {k}")
+    t = row["time"]
+    if not isinstance(t, dt.datetime):
+        t = utc(t)
+        row["time"] = t
+    if t.tzinfo is None:
+        raise ParseError("parser produced a naive time")
+    exp = row.get("credential_expires_at")
+    if exp is not None and not isinstance(exp, dt.datetime):
+        row["credential_expires_at"] = utc(exp)
+    attrs = row.get("attributes")
+    if attrs is not None and not isinstance(attrs, str):
+        row["attributes"] = orjson.dumps(redact(attrs), default=str).decode()
+    row["day"] = t.strftime("%Y-%m-%d")
+    row["ingested_at"] = now
+    row["origin"] = origin
+    row["raw"] = orjson.dumps(redact(rec), default=str).decode()
+    return row
+
+
+def parse_record(
+    rec: Any, raw: bytes, origin: str, fmt: str, now: dt.datetime, out: Batch
+) -> None:
+    """Parse one decoded record (or envelope) into ``out``; every record lands once."""
+    if not isinstance(rec, Mapping):
+        out.dead.append(dead_row(raw, origin, f"unsupported format: a JSON {type(rec).__name__}, not an object", now))
+        return
+    parser: Parser | None = sources.PARSERS.get(fmt) if fmt != "auto" else sources.sniff(rec)
+    if parser is not None and parser.split is not None:
+        try:
+            parts = parser.split(rec)
+        except Exception as e:  # noqa: BLE001 - a broken envelope is a dead record, not a crash
+            parts = None
+            out.dead.append(dead_row(raw, origin, f"{parser.name}: bad envelope: {e}", now, parser.name))
+            return
+        if parts is not None:
+            for i, sub in enumerate(parts):
+                sub_raw = orjson.dumps(sub, default=str)
+                parse_record(sub, sub_raw, f"{origin}#{i}", fmt, now, out)
+            return
+    try:
+        if parser is None:
+            raise UnsupportedFormat(_describe(rec))
+        rows = list(parser.parse(rec))
+        if not rows:
+            raise ParseError("parser produced no event")
+        finished = [_finish(r, rec, origin, now) for r in rows]
+    except ParseError as e:
+        out.dead.append(dead_row(raw, origin, (f"{parser.name}: " if parser else "") + e.reason, now,
+                                 parser.name if parser else None))
+        return
+    except Exception as e:  # noqa: BLE001 - a parser bug must not lose the record
+        name = parser.name if parser else "?"
+        out.dead.append(dead_row(raw, origin, f"{name}: parser error {type(e).__name__}: {e}", now, name))
+        return
+    out.events.extend(finished)
+
+
+def _describe(rec: Mapping[str, Any]) -> str:
+    keys = sorted(str(k) for k in list(rec.keys())[:8])
+    return "no parser recognises a record with keys " + ", ".join(keys) if keys else "empty object"
+
+
+def normalize(items: Iterable[tuple[bytes, str]], fmt: str = "auto", now: dt.datetime | None = None) -> Batch:
+    """Decode and parse ``(raw bytes, origin)`` items. Never raises on bad input."""
+    now = now or dt.datetime.now(dt.UTC)
+    out = Batch()
+    if fmt != "auto":
+        sources.get(fmt)  # unknown format names are a usage error, raised before reading
+    for raw, origin in items:
+        out.read += 1
+        if len(raw) > MAX_RECORD_BYTES:
+            out.dead.append(dead_row(raw, origin, f"record too large: {len(raw)} bytes > {MAX_RECORD_BYTES}", now))
+            continue
+        try:
+            rec = orjson.loads(raw)
+        except orjson.JSONDecodeError as e:
+            out.dead.append(dead_row(raw, origin, f"invalid JSON: {e}", now))
+            continue
+        parse_record(rec, raw, origin, fmt, now, out)
+    return out
+
+
+def to_tables(batch: Batch) -> tuple[pa.Table, pa.Table]:
+    """Arrow tables for a batch; rows a parser got wrong go to the dead-letter instead."""
+    events = batch.events
+    try:
+        et = pa.Table.from_pylist(events, schema=SCHEMA)
+    except (pa.ArrowException, TypeError, ValueError, OverflowError):
+        good: list[dict[str, Any]] = []
+        for r in events:
+            try:
+                pa.Table.from_pylist([r], schema=SCHEMA)
+                good.append(r)
+            except (pa.ArrowException, TypeError, ValueError, OverflowError) as e:
+                raw = (r.get("raw") or "").encode()
+                batch.dead.append(dead_row(raw, str(r.get("origin")), f"{r.get('format')}: invalid canonical row: {e}",
+                                           dt.datetime.now(dt.UTC), r.get("format")))
+        batch.events = good
+        et = pa.Table.from_pylist(good, schema=SCHEMA)
+    dt_ = pa.Table.from_pylist(batch.dead, schema=DEAD_LETTER_SCHEMA)
+    return et, dt_
+
+
+assert set(_REQUIRED_FROM_PARSER) <= set(FIELD_NAMES)

@@ -1,0 +1,87 @@
+"""Secrets never reach the lake: redact them in ``raw`` (and anywhere else we write text).
+
+A secret-looking key has its value replaced by ``[REDACTED sha256:<first 16 hex>]`` so the same
+secret still correlates across records; secret-looking values (JWTs, bearer tokens, AWS secret
+keys, PEM private keys) are replaced wherever they stand, whatever their key.
+Values that sources already hash (Vault's ``hmac-sha256:...``) are left as they are.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+SECRET_KEYS = re.compile(
+    r"(^|[_\-.])(pass(word|wd|phrase)?|secret|client_?secret|secret_?access_?key|session_?token|"
+    r"access_?token|refresh_?token|id_?token|subject_?token|actor_?token|bearer|authorization|"
+    r"api_?key|private_?key|credentials?|cookie|set-cookie|x-api-key|token|client_token|jwt|svid_?pem|"
+    r"assertion|code_verifier|otp)$",
+    re.IGNORECASE,
+)
+# Keys that contain "token"/"key" but hold ids or fingerprints, not secrets.
+SAFE_KEYS = re.compile(
+    r"(^|[_\-.])(token_?id|jti|access_?key_?id|accesskeyid|key_?id|kid|token_?type|token_?ttl|"
+    r"token_?policies|token_?issue_?time|unique_?token_?identifier|uniquetokenidentifier|"
+    r"token_?accessor|accessor|credential_?id|credential_?type|credentials?_?fingerprint|"
+    r"requested_token_type|subject_token_type|actor_token_type|issued_token_type|token_?endpoint)$",
+    re.IGNORECASE,
+)
+_JWT = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
+_BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}")
+_PEM = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.DOTALL)
+_AWS_SECRET = re.compile(r"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+=]{40}(?![A-Za-z0-9/+=])")
+_GH_TOKEN = re.compile(r"\b(gh[pousr]_[A-Za-z0-9]{20,}|xox[baprs]-[A-Za-z0-9-]{10,}|hvs\.[A-Za-z0-9_-]{20,})")
+_URL_PASSWORD = re.compile(r"(?<=://)([^/\s:@]+):([^/\s@]+)@")
+_HASHED = re.compile(r"^(hmac-sha256|sha256|hmac-sha1):[0-9a-fA-F]+$|^\[REDACTED")
+
+
+def _mark(secret: str) -> str:
+    return "[REDACTED sha256:" + hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()[:16] + "]"
+
+
+def _aws_secret(m: re.Match[str]) -> str:
+    s = m.group(0)
+    # 40 chars of base64 alphabet with mixed classes: an AWS secret access key shape.
+    if any(c.isupper() for c in s) and any(c.islower() for c in s) and any(c.isdigit() or c in "/+" for c in s):
+        return _mark(s)
+    return s
+
+
+def redact_text(s: str) -> str:
+    """Replace secret-looking substrings of free text."""
+    if len(s) < 8 or _HASHED.match(s):
+        return s
+    s = _PEM.sub(lambda m: _mark(m.group(0)), s)
+    s = _JWT.sub(lambda m: _mark(m.group(0)), s)
+    s = _BEARER.sub(lambda m: m.group(1) + " " + _mark(m.group(0)), s)
+    s = _GH_TOKEN.sub(lambda m: _mark(m.group(0)), s)
+    s = _URL_PASSWORD.sub(lambda m: m.group(1) + ":" + _mark(m.group(2)) + "@", s)
+    if len(s) >= 40:
+        s = _AWS_SECRET.sub(_aws_secret, s)
+    return s
+
+
+def is_secret_key(key: str) -> bool:
+    return bool(SECRET_KEYS.search(key)) and not SAFE_KEYS.search(key)
+
+
+def redact(value: Any, _depth: int = 0) -> Any:
+    """A copy of a decoded JSON value with secrets replaced by fingerprint marks."""
+    if _depth > 64:
+        return "[TRUNCATED: nested deeper than 64]"
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            ks = str(k)
+            if isinstance(v, str | bytes | int) and not isinstance(v, bool) and is_secret_key(ks):
+                sv = v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
+                out[ks] = sv if (not sv or _HASHED.match(sv)) else _mark(sv)
+            else:
+                out[ks] = redact(v, _depth + 1)
+        return out
+    if isinstance(value, list):
+        return [redact(v, _depth + 1) for v in value]
+    if isinstance(value, str):
+        return redact_text(value)
+    return value
