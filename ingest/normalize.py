@@ -124,24 +124,43 @@ def _describe(rec: Mapping[str, Any]) -> str:
     return "no parser recognises a record with keys " + ", ".join(keys) if keys else "empty object"
 
 
-def normalize(items: Iterable[tuple[bytes, str]], fmt: str = "auto", now: dt.datetime | None = None) -> Batch:
-    """Decode and parse ``(raw bytes, origin)`` items. Never raises on bad input."""
+def normalize(
+    items: Iterable[tuple[bytes, str]] | Iterable[tuple[bytes, str, int]],
+    fmt: str = "auto",
+    now: dt.datetime | None = None,
+) -> Batch:
+    """Decode and parse ``(raw bytes, origin[, position])`` items. Never raises on bad input.
+
+    With a position, every row it yields carries it as ``_pos`` (the lake uses it to resume).
+    """
     now = now or dt.datetime.now(dt.UTC)
     out = Batch()
     if fmt != "auto":
         sources.get(fmt)  # unknown format names are a usage error, raised before reading
-    for raw, origin in items:
+    for item in items:
+        raw, origin = item[0], item[1]
+        pos = item[2] if len(item) > 2 else None  # type: ignore[misc]
         out.read += 1
-        if len(raw) > MAX_RECORD_BYTES:
-            out.dead.append(dead_row(raw, origin, f"record too large: {len(raw)} bytes > {MAX_RECORD_BYTES}", now))
-            continue
-        try:
-            rec = orjson.loads(raw)
-        except orjson.JSONDecodeError as e:
-            out.dead.append(dead_row(raw, origin, f"invalid JSON: {e}", now))
-            continue
-        parse_record(rec, raw, origin, fmt, now, out)
+        ne, nd = len(out.events), len(out.dead)
+        _one(raw, origin, fmt, now, out)
+        if pos is not None:
+            for r in out.events[ne:]:
+                r["_pos"] = pos
+            for r in out.dead[nd:]:
+                r["_pos"] = pos
     return out
+
+
+def _one(raw: bytes, origin: str, fmt: str, now: dt.datetime, out: Batch) -> None:
+    if len(raw) > MAX_RECORD_BYTES:
+        out.dead.append(dead_row(raw, origin, f"record too large: {len(raw)} bytes > {MAX_RECORD_BYTES}", now))
+        return
+    try:
+        rec = orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        out.dead.append(dead_row(raw, origin, f"invalid JSON: {e}", now))
+        return
+    parse_record(rec, raw, origin, fmt, now, out)
 
 
 def to_tables(batch: Batch) -> tuple[pa.Table, pa.Table]:
@@ -157,8 +176,11 @@ def to_tables(batch: Batch) -> tuple[pa.Table, pa.Table]:
                 good.append(r)
             except (pa.ArrowException, TypeError, ValueError, OverflowError) as e:
                 raw = (r.get("raw") or "").encode()
-                batch.dead.append(dead_row(raw, str(r.get("origin")), f"{r.get('format')}: invalid canonical row: {e}",
-                                           dt.datetime.now(dt.UTC), r.get("format")))
+                d = dead_row(raw, str(r.get("origin")), f"{r.get('format')}: invalid canonical row: {e}",
+                             dt.datetime.now(dt.UTC), r.get("format"))
+                if "_pos" in r:
+                    d["_pos"] = r["_pos"]
+                batch.dead.append(d)
         batch.events = good
         et = pa.Table.from_pylist(good, schema=SCHEMA)
     dt_ = pa.Table.from_pylist(batch.dead, schema=DEAD_LETTER_SCHEMA)
