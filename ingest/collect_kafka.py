@@ -1,0 +1,238 @@
+"""Kafka collector: a consumer-group member that lands every record in the lake exactly once.
+
+The lake is the source of truth for progress. On assignment each partition is positioned after
+the last offset the lake holds for ``kafka:<group>:<topic>:<partition>``; Kafka offsets are
+committed only after the lake commit, and only as a convenience for lag monitoring. Chunks are
+cut per partition by record count, or by the span of the records' own Kafka timestamps; when
+the stream goes quiet the tail is flushed. Exactly-once does not depend on where chunks are cut:
+the lake drops, per table, every offset it already holds.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ingest.chunks import IngestStats, commit_chunk
+from ingest.errors import BrokerUnavailable, ConfigError
+from ingest.lake import Lake
+
+
+@dataclass(frozen=True)
+class KafkaSettings:
+    """How a collector joins the cluster and cuts chunks."""
+
+    bootstrap: str
+    topics: tuple[str, ...]
+    group: str = "decisionpath"
+    fmt: str = "auto"
+    chunk_records: int = 50_000
+    chunk_span_ms: int = 60_000          # cut when a chunk's Kafka timestamps span this much
+    idle_flush_s: float = 2.0            # flush partial chunks when nothing arrived for this long
+    until_idle_s: float | None = None    # stop after this long with nothing to read (batch use)
+    session_timeout_ms: int = 10_000
+    max_poll_records: int = 5_000
+    fetch_max_bytes: int = 50 << 20
+    client_id: str = "decisionpath-collector"
+    extra: dict[str, Any] = field(default_factory=dict)  # passed to KafkaConsumer (security settings ...)
+
+
+def app_id(group: str, topic: str, partition: int) -> str:
+    return f"kafka:{group}:{topic}:{partition}"
+
+
+class KafkaCollector:
+    """Consume ``settings.topics`` into ``lake``; ``run()`` returns the summary."""
+
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        lake: Lake,
+        on_chunk: Callable[[IngestStats], None] | None = None,
+        after_commit: Callable[[int], None] | None = None,
+    ) -> None:
+        self.s = settings
+        self.lake = lake
+        self.on_chunk = on_chunk
+        self.after_commit = after_commit
+        self.stats = IngestStats()
+        self._buf: dict[Any, list[tuple[bytes, str, int]]] = {}
+        self._first_ts: dict[Any, int] = {}
+        self._stop = threading.Event()
+        self._consumer: Any = None
+
+    def stop(self) -> None:
+        """Ask ``run()`` to flush what it holds and return (safe from a signal handler)."""
+        self._stop.set()
+
+    # -- consumer plumbing ---------------------------------------------------------------
+    def _connect(self) -> Any:
+        from kafka import KafkaConsumer
+        from kafka.errors import KafkaError, NoBrokersAvailable
+
+        try:
+            c = KafkaConsumer(
+                bootstrap_servers=self.s.bootstrap.split(","),
+                group_id=self.s.group,
+                client_id=self.s.client_id,
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                session_timeout_ms=self.s.session_timeout_ms,
+                heartbeat_interval_ms=max(100, self.s.session_timeout_ms // 4),
+                max_poll_records=self.s.max_poll_records,
+                fetch_max_bytes=self.s.fetch_max_bytes,
+                max_partition_fetch_bytes=min(self.s.fetch_max_bytes, 16 << 20),
+                **self.s.extra,
+            )
+        except NoBrokersAvailable as e:
+            raise BrokerUnavailable(
+                f"no Kafka broker answered at {self.s.bootstrap}; check --bootstrap and that the cluster is up "
+                "(the collector retries only once it has connected)") from e
+        except KafkaError as e:
+            raise ConfigError(f"cannot create the Kafka consumer: {e}") from e
+        return c
+
+    def _on_assigned(self, partitions: Sequence[Any]) -> None:
+        for tp in partitions:
+            prog = self.lake.progress(app_id(self.s.group, tp.topic, tp.partition))
+            after = prog.resume_after
+            if after is None:
+                self._consumer.seek_to_beginning(tp)
+            else:
+                self._consumer.seek(tp, after + 1)
+
+    def _on_revoked(self, partitions: Sequence[Any]) -> None:
+        for tp in partitions:
+            self._flush(tp)
+
+    # -- chunking ------------------------------------------------------------------------
+    def _flush(self, tp: Any) -> None:
+        items = self._buf.pop(tp, None)
+        self._first_ts.pop(tp, None)
+        if not items:
+            return
+        from kafka.structs import OffsetAndMetadata
+
+        aid = app_id(self.s.group, tp.topic, tp.partition)
+        prog = self.lake.progress(aid)
+        if prog.resume_after is not None:  # a previous owner got further: drop what it has
+            items = [i for i in items if i[2] > prog.resume_after]
+            if not items:
+                return
+        meta = {"topic": tp.topic, "partition": tp.partition, "first_offset": items[0][2], "last_offset": items[-1][2]}
+        s = commit_chunk(self.lake, items, aid, self.s.fmt, prog, meta)
+        self.stats.add(s)
+        if self.after_commit:
+            self.after_commit(self.stats.chunks)
+        if self.on_chunk:
+            self.on_chunk(s)
+        try:  # lag monitoring only: the lake, not this offset, decides where we resume
+            self._consumer.commit({tp: OffsetAndMetadata(items[-1][2] + 1, "", -1)})
+        except Exception:  # noqa: BLE001 - a rebalance in flight; the lake already has the chunk
+            pass
+
+    def _flush_all(self) -> None:
+        for tp in list(self._buf):
+            self._flush(tp)
+
+    def run(self) -> IngestStats:
+        from kafka import ConsumerRebalanceListener
+        from kafka.errors import KafkaError
+
+        t0 = time.perf_counter()
+        self._consumer = self._connect()
+        outer = self
+
+        class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+            def on_partitions_revoked(self, revoked: Sequence[Any]) -> None:
+                outer._on_revoked(revoked)
+
+            def on_partitions_assigned(self, assigned: Sequence[Any]) -> None:
+                outer._on_assigned(assigned)
+
+        self._consumer.subscribe(topics=list(self.s.topics), listener=_Listener())
+        last_data = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                try:
+                    polled = self._consumer.poll(timeout_ms=200, max_records=self.s.max_poll_records)
+                except KafkaError as e:  # transient broker trouble: keep what we hold, retry
+                    time.sleep(0.5)
+                    if time.monotonic() - last_data > 300:
+                        raise BrokerUnavailable(f"Kafka at {self.s.bootstrap} unreachable for 5 minutes: {e}") from e
+                    continue
+                now = time.monotonic()
+                if polled:
+                    last_data = now
+                    for tp, msgs in polled.items():
+                        buf = self._buf.setdefault(tp, [])
+                        origin = f"kafka:{tp.topic}/{tp.partition}@"
+                        for m in msgs:
+                            # a tombstone (null value) is a record too: it lands in the dead-letter
+                            buf.append((m.value or b"", origin + str(m.offset), m.offset))
+                            self._first_ts.setdefault(tp, m.timestamp)
+                            if (len(buf) >= self.s.chunk_records
+                                    or m.timestamp - self._first_ts[tp] >= self.s.chunk_span_ms):
+                                self._flush(tp)
+                                buf = self._buf.setdefault(tp, [])
+                else:
+                    idle = now - last_data
+                    if self._buf and idle >= self.s.idle_flush_s:
+                        self._flush_all()
+                    if self.s.until_idle_s is not None and idle >= self.s.until_idle_s and self._assigned():
+                        break
+        finally:
+            self._flush_all()
+            try:
+                self._consumer.close(autocommit=False)
+            except Exception:  # noqa: BLE001
+                pass
+        self.stats.seconds = time.perf_counter() - t0
+        return self.stats
+
+    def _assigned(self) -> bool:
+        try:
+            return bool(self._consumer.assignment())
+        except Exception:  # noqa: BLE001
+            return False
+
+
+def install_signal_handlers(collector: KafkaCollector) -> None:
+    """SIGTERM/SIGINT: finish the current chunk, commit, leave the group cleanly."""
+    def handler(signum: int, frame: object) -> None:
+        collector.stop()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def produce(
+    paths: Sequence[str], bootstrap: str, topic: str, on_progress: Callable[[int], None] | None = None,
+) -> int:
+    """Replay the records of files into a topic, one record per message (value = the raw bytes)."""
+    from kafka import KafkaProducer
+    from kafka.errors import NoBrokersAvailable
+
+    from ingest.collect_files import expand, records
+
+    try:
+        p = KafkaProducer(bootstrap_servers=bootstrap.split(","), linger_ms=20, batch_size=1 << 20,
+                          max_request_size=8 << 20, acks="all", compression_type=None)
+    except NoBrokersAvailable as e:
+        raise BrokerUnavailable(f"no Kafka broker answered at {bootstrap}; check --bootstrap") from e
+    n = 0
+    try:
+        for path in expand(paths):
+            for raw, _origin, _pos in records(path):
+                p.send(topic, raw)
+                n += 1
+                if on_progress and n % 10_000 == 0:
+                    on_progress(n)
+        p.flush()
+    finally:
+        p.close()
+    return n
