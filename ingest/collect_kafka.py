@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ingest import faults
 from ingest.chunks import IngestStats, commit_chunk
 from ingest.errors import BrokerUnavailable, ConfigError
 from ingest.lake import Lake
@@ -134,6 +135,7 @@ class KafkaCollector:
             self._consumer.commit({tp: OffsetAndMetadata(items[-1][2] + 1, "", -1)})
         except Exception:  # noqa: BLE001 - a rebalance in flight; the lake already has the chunk
             pass
+        faults.point("after_offset_commit")
 
     def _flush_all(self) -> None:
         for tp in list(self._buf):

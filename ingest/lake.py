@@ -28,6 +28,7 @@ import pyarrow as pa
 from deltalake import CommitProperties, DeltaTable, Transaction, WriterProperties, write_deltalake
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
 
+from ingest import faults
 from ingest.errors import DecisionPathError
 from ingest.events import DEAD_LETTER_SCHEMA, SCHEMA, SCHEMA_VERSION
 
@@ -147,10 +148,12 @@ class Lake:
         dl_prog = self.dead_letter_table()
         if dl_prog is None or (dl_prog.transaction_version(app_id) or -1) < last_position:
             self._append(self.dead_letter_path, dead, DEAD_LETTER_SCHEMA, app_id, last_position, str_meta)
+        faults.point("after_dead_letter_commit")
         ev_prog = self.events_table()
         if ev_prog is None or (ev_prog.transaction_version(app_id) or -1) < last_position:
             events = events.sort_by([("actor_id", "ascending"), ("time", "ascending")])
             self._append(self.events_path, events, SCHEMA, app_id, last_position, str_meta)
+        faults.point("after_lake_commit")
         return CommitResult(events.num_rows, dead.num_rows, dups)
 
     def _dedup(self, events: pa.Table) -> tuple[pa.Table, int]:
