@@ -1,0 +1,97 @@
+"""File collector: shapes of input, re-ingest, and crash safety of an interrupted run."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import orjson
+import pytest
+
+from ingest.collect_files import ingest_files, records
+from ingest.lake import Lake
+from tests.conftest import cli, lake_counts
+
+
+def _manifest(scenario):
+    return json.loads((scenario / "manifest.json").read_text())
+
+
+def test_record_shapes(tmp_path):
+    """JSONL (blank lines skipped, line numbers kept), JSON arrays, one pretty document, gzip."""
+    (tmp_path / "a.jsonl").write_bytes(b'{"x":1}\n\n{"x":2}\n')
+    (tmp_path / "b.json").write_bytes(b'[{"x":1}, {"x":2}, 3]')
+    (tmp_path / "c.json").write_bytes(b'{\n  "Records": [\n {"x": 1}\n ]\n}\n')
+    (tmp_path / "d.jsonl.gz").write_bytes(gzip.compress(b'{"x":1}\nbroken\n'))
+    got = {p.name: [(r[1].rsplit("/", 1)[-1], r[2]) for r in records(p)] for p in sorted(tmp_path.iterdir())}
+    assert got == {
+        "a.jsonl": [("a.jsonl:1", 1), ("a.jsonl:3", 3)],
+        "b.json": [("b.json:[0]", 1), ("b.json:[1]", 2), ("b.json:[2]", 3)],
+        "c.json": [("c.json:1", 1)],
+        "d.jsonl.gz": [("d.jsonl.gz:1", 1), ("d.jsonl.gz:2", 2)],
+    }
+
+
+def test_every_record_lands_once_and_reingest_adds_nothing(scenario, tmp_path):
+    m = _manifest(scenario)
+    lake = Lake(tmp_path / "lake")
+    first = ingest_files([scenario], lake)
+    total_records = sum(m["files"].values()) if isinstance(m["files"], dict) else None
+    if total_records is not None:
+        assert first.read == total_records
+    c = lake_counts(lake)
+    assert c["events"] == c["distinct"] == first.events
+    assert c["dead"] == first.dead_letter == m["malformed"]
+    assert first.events + first.dead_letter >= first.read  # one record may carry several events
+
+    again = ingest_files([scenario], lake)
+    assert (again.events, again.dead_letter) == (0, 0)
+    assert again.already_ingested == first.read
+    assert lake_counts(lake) == c
+
+    # The same records under another name: the file id is content-based, nothing new lands.
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for f in scenario.iterdir():
+        (copy / f.name).write_bytes(f.read_bytes())
+    third = ingest_files([copy], lake)
+    assert third.events == 0
+    assert lake_counts(lake) == c
+
+
+def test_event_id_dedup_across_different_files(scenario, tmp_path):
+    """Records repeated inside another file (different content id) are skipped by event_id."""
+    src = next(p for p in sorted(scenario.iterdir()) if p.name.startswith("opa"))
+    lines = src.read_bytes().splitlines()
+    (tmp_path / "one.jsonl").write_bytes(b"\n".join(lines[:50]) + b"\n")
+    (tmp_path / "two.jsonl").write_bytes(b"\n".join(lines[25:75]) + b"\n")
+    lake = Lake(tmp_path / "lake")
+    a = ingest_files([tmp_path / "one.jsonl"], lake)
+    b = ingest_files([tmp_path / "two.jsonl"], lake)
+    assert b.duplicates == 25
+    assert lake_counts(lake)["events"] == lake_counts(lake)["distinct"] == a.events + b.events == 75
+
+
+@pytest.mark.parametrize("fault", ["after_dead_letter_commit:2", "after_lake_commit:3"])
+def test_killed_file_ingest_resumes_exactly_once(scenario, tmp_path, fault):
+    ref = Lake(tmp_path / "ref")
+    expected = ingest_files([scenario], ref)
+    lake_dir = tmp_path / "lake"
+    p = cli("ingest", "file", str(scenario), "--lake", str(lake_dir), "--chunk-records", "300",
+            env={"DECISIONPATH_FAULT": fault}, check=False)
+    assert p.returncode == -9, p.stderr  # SIGKILL at the crash point
+    partial = lake_counts(Lake(lake_dir))
+    assert partial["events"] < expected.events
+    p = cli("ingest", "file", str(scenario), "--lake", str(lake_dir), "--chunk-records", "300", "--json")
+    out = orjson.loads(p.stdout)
+    c = lake_counts(Lake(lake_dir))
+    assert c["events"] == c["distinct"] == expected.events
+    assert c["dead"] == c["dead_distinct_origins"] == expected.dead_letter
+    assert out["read"] == expected.read
+
+
+def test_unknown_path_is_a_clear_error(tmp_path):
+    p = cli("ingest", "file", str(tmp_path / "nope.jsonl"), "--lake", str(tmp_path / "lake"), check=False)
+    assert p.returncode == 2
+    assert "no such file or directory" in p.stderr
+    assert "Traceback" not in p.stderr

@@ -1,0 +1,110 @@
+"""Kafka end to end on the real embedded Tansu broker: produce → collect → lake, and crashes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import orjson
+import pytest
+
+from ingest.collect_files import ingest_files
+from ingest.lake import Lake
+from tests.conftest import REPO, cli, lake_counts, wait_until
+
+pytestmark = pytest.mark.kafka
+
+COLLECT = ("--until-idle", "4", "--session-timeout-ms", "2000")
+
+
+@pytest.fixture(scope="module")
+def reference(scenario, tmp_path_factory):
+    """The scenario ingested from files: what the Kafka path must reproduce exactly."""
+    lake = Lake(tmp_path_factory.mktemp("ref") / "lake")
+    stats = ingest_files([scenario], lake)
+    return stats, lake_counts(lake)
+
+
+def _produce(broker, topic, scenario) -> int:
+    p = cli("produce", str(scenario), "--bootstrap", broker.bootstrap, "--topic", topic, "--json")
+    return orjson.loads(p.stdout)["produced"]
+
+
+def test_generate_produce_collect(broker, topic, scenario, reference, tmp_path):
+    stats, ref = reference
+    produced = _produce(broker, topic, scenario)
+    assert produced == stats.read
+    lake_dir = tmp_path / "lake"
+    p = cli("ingest", "kafka", "--bootstrap", broker.bootstrap, "--topic", topic, "--group", "g1",
+            "--lake", str(lake_dir), "--json", *COLLECT)
+    out = orjson.loads(p.stdout)
+    assert out["read"] == produced
+    c = lake_counts(Lake(lake_dir))
+    assert c["events"] == c["distinct"] == ref["events"]
+    manifest = json.loads((scenario / "manifest.json").read_text())
+    assert c["dead"] == manifest["malformed"] == ref["dead"]
+    # Every labelled event id of the ground truth is in the lake.
+    import duckdb
+
+    labelled = {e for line in (scenario / "labels.jsonl").read_text().splitlines() if line
+                for e in json.loads(line)["event_ids"]}
+    have = {r[0] for r in duckdb.execute("SELECT event_id FROM read_parquet($f)",
+                                         {"f": Lake(lake_dir).files()}).fetchall()}
+    assert labelled <= have
+    # A second run of the same group finds nothing new.
+    p = cli("ingest", "kafka", "--bootstrap", broker.bootstrap, "--topic", topic, "--group", "g1",
+            "--lake", str(lake_dir), "--json", *COLLECT)
+    assert orjson.loads(p.stdout)["events"] == 0
+    assert lake_counts(Lake(lake_dir)) == c
+
+
+@pytest.mark.parametrize("fault", ["after_dead_letter_commit:2", "after_lake_commit:2", "after_offset_commit:3"])
+def test_crash_points_then_restart_exactly_once(broker, topic, scenario, reference, tmp_path, fault):
+    _, ref = reference
+    _produce(broker, topic, scenario)
+    lake_dir = tmp_path / "lake"
+    args = ("ingest", "kafka", "--bootstrap", broker.bootstrap, "--topic", topic, "--group", "g-crash",
+            "--lake", str(lake_dir), "--chunk-records", "400", *COLLECT)
+    p = cli(*args, env={"DECISIONPATH_FAULT": fault}, check=False)
+    assert p.returncode == -9, p.stderr
+    cli(*args)
+    c = lake_counts(Lake(lake_dir))
+    assert c["events"] == c["distinct"] == ref["events"]
+    assert c["dead"] == c["dead_distinct_origins"] == ref["dead"]
+
+
+def test_kill_9_mid_run_then_restart(broker, topic, scenario, reference, tmp_path):
+    """SIGKILL from outside at an arbitrary moment while the collector is writing."""
+    _, ref = reference
+    _produce(broker, topic, scenario)
+    lake_dir = tmp_path / "lake"
+    args = ["ingest", "kafka", "--bootstrap", broker.bootstrap, "--topic", topic, "--group", "g-kill",
+            "--lake", str(lake_dir), "--chunk-records", "200", *COLLECT]
+    proc = subprocess.Popen([sys.executable, "-m", "analytics.cli", *args], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ))
+    events_log = lake_dir / "events" / "_delta_log"
+    assert wait_until(lambda: events_log.exists() and len(list(events_log.glob("*.json"))) >= 3, timeout=90)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+    assert proc.returncode == -9
+    partial = lake_counts(Lake(lake_dir))
+    assert 0 < partial["events"] < ref["events"]
+    time.sleep(2.5)  # let the dead member's session expire (2 s session timeout)
+    cli(*args)
+    c = lake_counts(Lake(lake_dir))
+    assert c["events"] == c["distinct"] == ref["events"]
+    assert c["dead"] == c["dead_distinct_origins"] == ref["dead"]
+
+
+def test_broker_down_is_a_clear_error(tmp_path):
+    from ingest.broker import free_port
+
+    p = cli("ingest", "kafka", "--bootstrap", f"127.0.0.1:{free_port()}", "--topic", "x", "--lake",
+            str(tmp_path / "lake"), "--until-idle", "1", check=False, timeout=120)
+    assert p.returncode == 1
+    assert "no Kafka broker answered" in p.stderr
+    assert "Traceback" not in p.stderr
