@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ingest.errors import ParseError
 from ingest.events import fingerprint, record_event_id
 from ingest.sources._lenient import chain, d, get, gs, lst, opt_time, prune, req_str, req_time, s, strs
 from ingest.sources.base import Parser, Record, Row
@@ -128,8 +129,6 @@ def trace_id(rec: Any) -> str | None:
 def parse(rec: Record) -> list[Row]:
     pp = get(rec, "protoPayload")
     if not isinstance(pp, Mapping):
-        from ingest.errors import ParseError
-
         raise ParseError("missing required field protoPayload")
     method = req_str(pp, "methodName")
     service = gs(pp, "serviceName")
