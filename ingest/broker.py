@@ -123,6 +123,35 @@ def wait_for_broker(bootstrap: str, timeout: float = 30.0) -> None:
     )
 
 
+def wait_for_listener(bootstrap: str, timeout: float = 30.0) -> None:
+    """Block until one bootstrap address accepts TCP connections, retrying every 0.5 s.
+
+    Raises BrokerUnavailable with advice when none does within ``timeout``.
+    """
+    addrs = []
+    for hp in bootstrap.split(","):
+        host, _, port = hp.strip().rpartition(":")
+        if not host or not port.isdigit():
+            raise BrokerUnavailable(f"bad bootstrap address {hp!r}: expected HOST:PORT")
+        addrs.append((host.strip("[]"), int(port)))
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while True:
+        for host, port in addrs:
+            try:
+                with socket.create_connection((host, port), timeout=2.0):
+                    return
+            except OSError as e:
+                last = e
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(0.5)
+    raise BrokerUnavailable(
+        f"no Kafka broker answered at {bootstrap} within {timeout:.0f}s ({last}). Check --bootstrap, that the "
+        "broker is running and reachable from here; retry with a longer --connect-timeout if it is starting."
+    )
+
+
 def create_topics(bootstrap: str, topics: list[str], partitions: int = 1) -> None:
     """Create topics (existing ones are left as they are)."""
     from kafka import KafkaAdminClient

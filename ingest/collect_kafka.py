@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ingest import faults
+from ingest.broker import wait_for_listener
 from ingest.chunks import IngestStats, commit_chunk
 from ingest.errors import BrokerUnavailable, ConfigError
 from ingest.lake import Lake
@@ -36,6 +37,7 @@ class KafkaSettings:
     idle_flush_s: float = 2.0            # flush partial chunks when nothing arrived for this long
     until_idle_s: float | None = None    # stop after this long with nothing to read (batch use)
     session_timeout_ms: int = 10_000
+    connect_timeout_s: float = 30.0      # how long to retry a broker that is down at start
     max_poll_records: int = 5_000
     fetch_max_bytes: int = 50 << 20
     client_id: str = "decisionpath-collector"
@@ -73,8 +75,9 @@ class KafkaCollector:
     # -- consumer plumbing ---------------------------------------------------------------
     def _connect(self) -> Any:
         from kafka import KafkaConsumer
-        from kafka.errors import KafkaError, NoBrokersAvailable
+        from kafka.errors import KafkaError, KafkaTimeoutError
 
+        wait_for_listener(self.s.bootstrap, timeout=self.s.connect_timeout_s)
         try:
             c = KafkaConsumer(
                 bootstrap_servers=self.s.bootstrap.split(","),
@@ -89,10 +92,10 @@ class KafkaCollector:
                 max_partition_fetch_bytes=min(self.s.fetch_max_bytes, 16 << 20),
                 **self.s.extra,
             )
-        except NoBrokersAvailable as e:
+        except KafkaTimeoutError as e:
             raise BrokerUnavailable(
-                f"no Kafka broker answered at {self.s.bootstrap}; check --bootstrap and that the cluster is up "
-                "(the collector retries only once it has connected)") from e
+                f"no Kafka broker answered at {self.s.bootstrap}: {e}; check --bootstrap and that the cluster is up"
+            ) from e
         except KafkaError as e:
             raise ConfigError(f"cannot create the Kafka consumer: {e}") from e
         return c
@@ -214,17 +217,19 @@ def install_signal_handlers(collector: KafkaCollector) -> None:
 
 def produce(
     paths: Sequence[str], bootstrap: str, topic: str, on_progress: Callable[[int], None] | None = None,
+    connect_timeout_s: float = 30.0,
 ) -> int:
     """Replay the records of files into a topic, one record per message (value = the raw bytes)."""
     from kafka import KafkaProducer
-    from kafka.errors import NoBrokersAvailable
+    from kafka.errors import KafkaTimeoutError
 
     from ingest.collect_files import expand, records
 
+    wait_for_listener(bootstrap, timeout=connect_timeout_s)
     try:
         p = KafkaProducer(bootstrap_servers=bootstrap.split(","), linger_ms=20, batch_size=1 << 20,
                           max_request_size=8 << 20, acks="all", compression_type=None)
-    except NoBrokersAvailable as e:
+    except KafkaTimeoutError as e:
         raise BrokerUnavailable(f"no Kafka broker answered at {bootstrap}; check --bootstrap") from e
     n = 0
     try:

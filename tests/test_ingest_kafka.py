@@ -104,7 +104,7 @@ def test_broker_down_is_a_clear_error(tmp_path):
     from ingest.broker import free_port
 
     p = cli("ingest", "kafka", "--bootstrap", f"127.0.0.1:{free_port()}", "--topic", "x", "--lake",
-            str(tmp_path / "lake"), "--until-idle", "1", check=False, timeout=120)
+            str(tmp_path / "lake"), "--until-idle", "1", "--connect-timeout", "2", check=False, timeout=120)
     assert p.returncode == 1
     assert "no Kafka broker answered" in p.stderr
     assert "Traceback" not in p.stderr
