@@ -37,7 +37,9 @@ def sniff(rec: Record) -> bool:
         return False
     if et == HOOK:
         return isinstance(get(rec, "data", "events"), list)
-    return "published" in rec and ("uuid" in rec or isinstance(rec.get("actor"), dict))
+    # "published" + "eventType" is Okta's pair (CloudTrail has eventType but eventTime); a record
+    # that lost "published" is still Okta's when it keeps its uuid and actor.
+    return "published" in rec or ("uuid" in rec and isinstance(rec.get("actor"), dict))
 
 
 def split(rec: Record) -> list[Record] | None:
