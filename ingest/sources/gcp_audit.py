@@ -70,6 +70,8 @@ def actor_type(principal: str | None) -> str | None:
         return "workload"
     if p.startswith("system:"):
         return "service_account" if p != "system:anonymous" else "unknown"
+    if p.startswith("arn:aws:"):
+        return "role" if ":assumed-role/" in p or ":role/" in p else "unknown"
     if "@" in p:
         return "human"
     return "unknown"
@@ -190,6 +192,8 @@ def parse(rec: Record) -> list[Row]:
         row["credential_type"] = "gcp_federated_token"
         row["credential_id"] = None
         row["scope"] = strs(request.get("scope")) or perms
+    elif short == "accesssecretversion" and (service or "").startswith("secretmanager"):
+        category, activity = "credential", "secret.read"
     elif short.startswith(("setiampolicy",)):
         activity = "policy.changed"
 
