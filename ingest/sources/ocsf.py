@@ -52,6 +52,15 @@ def _user_type(u: Any) -> str | None:
     return _USER_TYPE_IDS.get(tid, "unknown") if isinstance(tid, int) else "unknown"
 
 
+def _cred_type(cred: str) -> str:
+    """OCSF ``credential_uid`` is free-form; AWS key ids say what they are by their prefix."""
+    if cred.startswith("ASIA"):
+        return "aws_sts_session"
+    if cred.startswith("AKIA"):
+        return "aws_access_key"
+    return "session_credential"
+
+
 def _int(v: Any) -> int | None:
     return v if isinstance(v, int) and not isinstance(v, bool) else None
 
@@ -97,6 +106,8 @@ def parse(rec: Record) -> list[Row]:
     initiator = _user_id(actor_user)
     actor_id = initiator or subject
     actor_kind = _user_type(actor_user) if initiator else _user_type(user)
+    if actor_kind in (None, "unknown") and initiator == subject:
+        actor_kind = _user_type(user) or actor_kind
     target = subject if (initiator and subject and subject != initiator) else None
 
     cred = gs(session, "credential_uid")
@@ -116,7 +127,7 @@ def parse(rec: Record) -> list[Row]:
         "src_ip": gs(src, "ip") or gs(src, "hostname") or gs(src, "svc_name"),
         "user_agent": gs(http, "user_agent"),
         "credential_id": cred or sess,
-        "credential_type": (gs(session, "credential_type") or "credential") if cred else ("session" if sess else None),
+        "credential_type": _cred_type(cred) if cred else ("session" if sess else None),
         "credential_expires_at": opt_time(session.get("expiration_time")) if (cred or sess) else None,
         "outcome": outcome,
         "reason": reason or (policy_reason if decision == "deny" else None),
