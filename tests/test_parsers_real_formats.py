@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ingest import sources
+from ingest.errors import ParseError
 from ingest.events import FIELD_NAMES
 from ingest.normalize import Batch, normalize, to_tables
 
@@ -85,7 +86,10 @@ def test_golden(path: Path) -> None:
 def _envelope_items(rec: dict[str, Any]) -> list[Any] | None:
     for p in sources.PARSERS.values():
         if p.split is not None and p.sniff(rec):
-            parts = p.split(rec)
+            try:
+                parts = p.split(rec)
+            except ParseError:
+                return None  # a broken envelope: the record itself is what lands (dead)
             if parts is not None:
                 return parts
     return None
@@ -285,3 +289,16 @@ def test_nan_and_huge_values_are_not_copied_into_fields() -> None:
     for row in batch.events:
         for v in row.values():
             assert not (isinstance(v, float) and math.isnan(v))
+
+
+def test_aks_event_is_unwrapped_so_its_secret_keys_are_redacted() -> None:
+    inner = {"kind": "Event", "apiVersion": "audit.k8s.io/v1", "auditID": "a-1", "stage": "ResponseComplete", "verb": "create",
+             "user": {"username": "system:node:n1"}, "requestReceivedTimestamp": "2026-11-28T12:00:00Z",
+             "objectRef": {"resource": "serviceaccounts", "namespace": "agents", "name": "research", "subresource": "token"},
+             "responseObject": {"status": {"token": "opaque-token-abcdef123456", "expirationTimestamp": "2026-11-28T13:00:00Z"}}}
+    rec = {"category": "kube-audit", "properties": {"log": json.dumps(inner), "pod": "kube-apiserver-1"},
+           "resourceId": "/SUBSCRIPTIONS/0/PROVIDERS/MICROSOFT.CONTAINERSERVICE/MANAGEDCLUSTERS/C", "time": "2026-11-28T12:00:01Z"}
+    batch = normalize([(orjson.dumps(rec), "t:1")], now=NOW)
+    (row,) = batch.events
+    assert row["credential_id"].startswith("sha256:") and row["activity"] == "token.issued"
+    assert "opaque-token-abcdef123456" not in orjson.dumps(row, default=str).decode()

@@ -5,7 +5,9 @@ webhook backend, and the same events inside two cloud wrappers:
   k8s.io`` (see ``gcp_audit.is_gke_k8s``, the one rule that splits GKE from other GCP audit);
   impersonation shows as ``authenticationInfo.authoritySelector``.
 - AKS: an Azure Monitor diagnostic record, category ``kube-audit`` / ``kube-audit-admin``, whose
-  ``properties.log`` is the Event as a JSON string.
+  ``properties.log`` is the Event as a JSON string. ``split`` unwraps it into the Event itself (with
+  the envelope's cluster id, category and pod under ``_azure_diagnostic``) so that the redactor sees
+  the Event's keys: inside a JSON string a ``token`` or ``password`` key would escape key redaction.
 
 Every stage lands as an event. ``ResponseComplete``/``ResponseStarted``/``Panic`` are
 ``api.call`` with ``event_id`` = ``k8s_audit:<auditID>``; ``RequestReceived`` (written before
@@ -28,6 +30,7 @@ from ingest.sources._lenient import chain, d, get, gs, lst, opt_time, prune, req
 from ingest.sources.base import Parser, Record, Row
 
 FORMAT = "k8s_audit"
+AKS_KEY = "_azure_diagnostic"
 AKS_CATEGORIES = ("kube-audit", "kube-audit-admin")
 _CRED_ID = "authentication.kubernetes.io/credential-id"
 _ISSUED_CRED_ID = "authentication.kubernetes.io/issued-credential-id"
@@ -56,12 +59,14 @@ def _is_envelope(rec: Mapping[str, Any]) -> str | None:
 
 
 def sniff(rec: Record) -> bool:
-    if _is_native(rec) or _is_aks(rec) or _is_envelope(rec):
+    if _is_native(rec) or _is_aks(rec) or _is_envelope(rec) or isinstance(rec.get(AKS_KEY), Mapping):
         return True
     return gcp_audit.is_audit_entry(rec) and gcp_audit.is_gke_k8s(rec)
 
 
 def split(rec: Record) -> list[Record] | None:
+    if _is_aks(rec):
+        return [_unwrap_aks(rec)]
     key = _is_envelope(rec)
     if key is None and isinstance(rec.get("records"), list):
         key = "records"  # forced --format k8s_audit on an Azure Monitor envelope
@@ -297,7 +302,8 @@ def _parse_gke(rec: Mapping[str, Any]) -> list[Row]:
     return [prune(row)]
 
 
-def _parse_aks(rec: Mapping[str, Any]) -> list[Row]:
+def _unwrap_aks(rec: Mapping[str, Any]) -> dict[str, Any]:
+    """The Event inside an AKS diagnostic record, with the envelope's facts under ``AKS_KEY``."""
     log = get(rec, "properties", "log")
     if isinstance(log, str):
         try:
@@ -308,20 +314,23 @@ def _parse_aks(rec: Mapping[str, Any]) -> list[Row]:
         ev = log
     if not isinstance(ev, Mapping):
         raise ParseError("AKS properties.log is not a JSON object")
-    extra = prune({
+    env = prune({
         "azure_category": gs(rec, "category"),
         "cluster_resource_id": gs(rec, "resourceId"),
         "apiserver_pod": gs(rec, "properties", "pod"),
+        "time": gs(rec, "time"),
     })
-    rows = parse_event(ev, extra)
-    for r in rows:
-        r["source"] = "aks"
-    return rows
+    return {**ev, AKS_KEY: env}
 
 
 def parse(rec: Record) -> list[Row]:
     if _is_aks(rec):
-        return _parse_aks(rec)
+        rec = _unwrap_aks(rec)  # only reached when split was bypassed
+    if isinstance(rec.get(AKS_KEY), Mapping):
+        rows = parse_event(rec, {k: v for k, v in rec[AKS_KEY].items() if k != "time"})
+        for r in rows:
+            r["source"] = "aks"
+        return rows
     if isinstance(rec.get("protoPayload"), Mapping):
         return _parse_gke(rec)
     return parse_event(rec)
