@@ -302,3 +302,15 @@ def test_aks_event_is_unwrapped_so_its_secret_keys_are_redacted() -> None:
     (row,) = batch.events
     assert row["credential_id"].startswith("sha256:") and row["activity"] == "token.issued"
     assert "opaque-token-abcdef123456" not in orjson.dumps(row, default=str).decode()
+
+
+def test_these_sniffers_claim_no_other_formats_fixture() -> None:
+    others = [p for p in sorted(FIXTURES.glob("*/*.jsonl")) if p.parent.name not in FORMATS]
+    for path in others:
+        for raw, origin in _lines(path):
+            try:
+                rec = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                continue
+            if isinstance(rec, dict):
+                assert [f for f in FORMATS if sources.PARSERS[f].sniff(rec)] == [], origin
