@@ -14,7 +14,7 @@ import pyarrow as pa
 from ingest import sources
 from ingest.errors import ParseError, UnsupportedFormat
 from ingest.events import DEAD_LETTER_SCHEMA, FIELD_NAMES, SCHEMA, utc
-from ingest.redact import redact, redact_text
+from ingest.redact import redact, redact_json, redact_text
 from ingest.sources.base import Parser
 
 # Records larger than this are dead-lettered unparsed (their first bytes kept, redacted).
@@ -42,7 +42,7 @@ def dead_row(raw: bytes, origin: str, reason: str, now: dt.datetime, fmt: str | 
     digest = hashlib.sha256(raw).hexdigest()
     kept = raw[:DEAD_RAW_KEEP].decode("utf-8", "replace")
     try:
-        txt = orjson.dumps(redact(orjson.loads(raw))).decode() if len(raw) <= DEAD_RAW_KEEP else redact_text(kept)
+        txt = redact_json(kept, orjson.loads(raw)) if len(raw) <= DEAD_RAW_KEEP else redact_text(kept)
     except orjson.JSONDecodeError:
         txt = redact_text(kept)
     return {
@@ -58,7 +58,7 @@ def dead_row(raw: bytes, origin: str, reason: str, now: dt.datetime, fmt: str | 
     }
 
 
-def _finish(row: dict[str, Any], rec: Mapping[str, Any], origin: str, now: dt.datetime) -> dict[str, Any]:
+def _finish(row: dict[str, Any], raw_text: str, origin: str, now: dt.datetime) -> dict[str, Any]:
     for k in _REQUIRED_FROM_PARSER:
         if row.get(k) in (None, ""):
             raise ParseError(f"parser produced no {k}")
@@ -77,7 +77,7 @@ def _finish(row: dict[str, Any], rec: Mapping[str, Any], origin: str, now: dt.da
     row["day"] = t.strftime("%Y-%m-%d")
     row["ingested_at"] = now
     row["origin"] = origin
-    row["raw"] = orjson.dumps(redact(rec), default=str).decode()
+    row["raw"] = raw_text
     return row
 
 
@@ -107,7 +107,8 @@ def parse_record(
         rows = list(parser.parse(rec))
         if not rows:
             raise ParseError("parser produced no event")
-        finished = [_finish(r, rec, origin, now) for r in rows]
+        raw_text = redact_json(raw.decode("utf-8", "replace"), rec)
+        finished = [_finish(r, raw_text, origin, now) for r in rows]
     except ParseError as e:
         out.dead.append(dead_row(raw, origin, (f"{parser.name}: " if parser else "") + e.reason, now,
                                  parser.name if parser else None))

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import re
+from functools import lru_cache
 from typing import Any
+
+import orjson
 
 SECRET_KEYS = re.compile(
     r"(^|[_\-.])(pass(word|wd|phrase)?|secret|client_?secret|secret_?access_?key|session_?token|"
@@ -32,7 +35,7 @@ _BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}")
 _PEM = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.DOTALL)
 _AWS_SECRET = re.compile(r"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+=]{40}(?![A-Za-z0-9/+=])")
 _GH_TOKEN = re.compile(r"\b(gh[pousr]_[A-Za-z0-9]{20,}|xox[baprs]-[A-Za-z0-9-]{10,}|hvs\.[A-Za-z0-9_-]{20,})")
-_URL_PASSWORD = re.compile(r"(?<=://)([^/\s:@]+):([^/\s@]+)@")
+_URL_PASSWORD = re.compile(r"(?<=://)([^/\s:@\"]+):([^/\s@\"]+)@")
 _HASHED = re.compile(r"^(hmac-sha256|sha256|hmac-sha1):[0-9a-fA-F]+$|^\[REDACTED")
 
 
@@ -49,21 +52,70 @@ def _aws_secret(m: re.Match[str]) -> str:
 
 
 def redact_text(s: str) -> str:
-    """Replace secret-looking substrings of free text."""
-    if len(s) < 8 or _HASHED.match(s):
+    """Replace secret-looking substrings of free text (cheap substring checks gate each regex)."""
+    n = len(s)
+    if n < 8 or _HASHED.match(s):
         return s
-    s = _PEM.sub(lambda m: _mark(m.group(0)), s)
-    s = _JWT.sub(lambda m: _mark(m.group(0)), s)
-    s = _BEARER.sub(lambda m: m.group(1) + " " + _mark(m.group(0)), s)
-    s = _GH_TOKEN.sub(lambda m: _mark(m.group(0)), s)
-    s = _URL_PASSWORD.sub(lambda m: m.group(1) + ":" + _mark(m.group(2)) + "@", s)
-    if len(s) >= 40:
+    if "PRIVATE KEY" in s:
+        s = _PEM.sub(lambda m: _mark(m.group(0)), s)
+    if "eyJ" in s:
+        s = _JWT.sub(lambda m: _mark(m.group(0)), s)
+    low = s.lower()
+    if "bearer" in low or "basic" in low:
+        s = _BEARER.sub(lambda m: m.group(1) + " " + _mark(m.group(0)), s)
+    if "gh" in s or "xox" in s or "hvs." in s:
+        s = _GH_TOKEN.sub(lambda m: _mark(m.group(0)), s)
+    if "://" in s and "@" in s:
+        s = _URL_PASSWORD.sub(lambda m: m.group(1) + ":" + _mark(m.group(2)) + "@", s)
+    if n >= 40:
         s = _AWS_SECRET.sub(_aws_secret, s)
     return s
 
 
+@lru_cache(maxsize=65_536)
 def is_secret_key(key: str) -> bool:
+    """Does a member named ``key`` hold a secret (cached: keys repeat across records)?"""
     return bool(SECRET_KEYS.search(key)) and not SAFE_KEYS.search(key)
+
+
+def needs_redaction(value: Any, _depth: int = 0) -> bool:
+    """Whether ``redact(value)`` would change anything (a read-only, allocation-free pass).
+
+    Exact ``type() is`` checks: decoded JSON holds only builtin types, and isinstance with
+    unions or ABCs costs several times more on this hot path.
+    """
+    t = type(value)
+    if t is str:
+        return len(value) >= 8 and redact_text(value) != value
+    if t is dict:
+        if _depth > 64:
+            return True
+        for k, v in value.items():
+            tv = type(v)
+            if tv is str:
+                if (is_secret_key(k) and v and not _HASHED.match(v)) or (len(v) >= 8 and redact_text(v) != v):
+                    return True
+            elif tv is dict or tv is list:
+                if needs_redaction(v, _depth + 1):
+                    return True
+            elif tv is int and is_secret_key(k):
+                return True
+        return False
+    if t is list:
+        if _depth > 64:
+            return True
+        return any(needs_redaction(v, _depth + 1) for v in value if type(v) in (str, dict, list))
+    return False
+
+
+def redact_json(text: str, value: Any) -> str:
+    """The JSON text of ``value`` (already decoded from ``text``) with secrets redacted.
+
+    Most records hold no secret: then ``text`` itself is returned, with no re-serialisation.
+    """
+    if not needs_redaction(value):
+        return text
+    return orjson.dumps(redact(value), default=str).decode()
 
 
 def redact(value: Any, _depth: int = 0) -> Any:
