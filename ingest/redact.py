@@ -35,6 +35,11 @@ _BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}")
 _PEM = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.DOTALL)
 _AWS_SECRET = re.compile(r"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+=]{40}(?![A-Za-z0-9/+=])")
 _GH_TOKEN = re.compile(r"\b(gh[pousr]_[A-Za-z0-9]{20,}|xox[baprs]-[A-Za-z0-9-]{10,}|hvs\.[A-Za-z0-9_-]{20,})")
+_GOOGLE_TOKEN = re.compile(r"\bya29\.[A-Za-z0-9_-]{20,}")
+_URL_SECRET_PARAM = re.compile(
+    r"(?i)([?&#](?:access_token|id_token|refresh_token|token|code|client_secret|password|passwd|pwd|api_key|apikey|"
+    r"key|sig|signature|x-amz-security-token|x-amz-signature|assertion)=)([^&#\s\"]{6,})"
+)
 _URL_PASSWORD = re.compile(r"(?<=://)([^/\s:@\"]+):([^/\s@\"]+)@")
 _HASHED = re.compile(r"^(hmac-sha256|sha256|hmac-sha1):[0-9a-fA-F]+$|^\[REDACTED")
 
@@ -67,9 +72,35 @@ def redact_text(s: str) -> str:
         s = _GH_TOKEN.sub(lambda m: _mark(m.group(0)), s)
     if "://" in s and "@" in s:
         s = _URL_PASSWORD.sub(lambda m: m.group(1) + ":" + _mark(m.group(2)) + "@", s)
+    if "=" in s and ("?" in s or "&" in s or "#" in s):
+        s = _URL_SECRET_PARAM.sub(lambda m: m.group(1) + _mark(m.group(2)), s)
+    if "ya29." in s:
+        s = _GOOGLE_TOKEN.sub(lambda m: _mark(m.group(0)), s)
+    if n >= 16 and s[0] in "{[" and s[-1] in "}]":
+        s = _embedded_json(s)
     if n >= 40:
         s = _AWS_SECRET.sub(_aws_secret, s)
     return s
+
+
+def _embedded_json(s: str) -> str:
+    """A JSON document carried as a string (AKS ``properties.log``, escaped payloads): redact inside it."""
+    try:
+        inner = orjson.loads(s)
+    except orjson.JSONDecodeError:
+        return s
+    if not isinstance(inner, dict | list) or not needs_redaction(inner):
+        return s
+    return orjson.dumps(redact(inner)).decode()
+
+
+# Members whose every value is secret material, whatever the keys inside are called:
+# Kubernetes Secret ``stringData`` (always) and ``data`` (when the object is a Secret).
+_ALL_SECRET_CHILDREN = frozenset({"stringData"})
+
+
+def _secret_container(key: str, parent: dict[str, Any]) -> bool:
+    return key in _ALL_SECRET_CHILDREN or (key == "data" and parent.get("kind") == "Secret")
 
 
 @lru_cache(maxsize=65_536)
@@ -96,7 +127,7 @@ def needs_redaction(value: Any, _depth: int = 0) -> bool:
                 if (is_secret_key(k) and v and not _HASHED.match(v)) or (len(v) >= 8 and redact_text(v) != v):
                     return True
             elif tv is dict or tv is list:
-                if needs_redaction(v, _depth + 1):
+                if (tv is dict and v and _secret_container(k, value)) or needs_redaction(v, _depth + 1):
                     return True
             elif tv is int and is_secret_key(k):
                 return True
@@ -129,6 +160,9 @@ def redact(value: Any, _depth: int = 0) -> Any:
             if isinstance(v, str | bytes | int) and not isinstance(v, bool) and is_secret_key(ks):
                 sv = v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
                 out[ks] = sv if (not sv or _HASHED.match(sv)) else _mark(sv)
+            elif isinstance(v, dict) and _secret_container(ks, value):
+                out[ks] = {str(ck): _mark(str(cv)) if isinstance(cv, str | int) and not isinstance(cv, bool)
+                           else redact(cv, _depth + 2) for ck, cv in v.items()}
             else:
                 out[ks] = redact(v, _depth + 1)
         return out

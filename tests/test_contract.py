@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+import orjson
 import pytest
 
 from ingest.events import FIELD_NAMES, REQUIRED, SCHEMA, fingerprint, utc
@@ -61,3 +62,19 @@ def test_redaction_keeps_ids_and_hides_secrets():
     # the same secret gives the same mark, so records still correlate
     assert redact_text(f"Bearer {jwt}") == redact_text(f"Bearer {jwt}")
     assert fingerprint("x") == "sha256:2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881"
+
+
+def test_redaction_of_embedded_documents_k8s_secrets_and_url_tokens():
+    inner = orjson.dumps({"user": {"password": "hunter22"}}).decode()
+    rec = {
+        "requestObject": {"kind": "Secret", "data": {"db-url": "cG9zdGdyZXM6Ly91OnBAaA=="}},
+        "configmap": {"kind": "ConfigMap", "data": {"colour": "blue-green"}},
+        "stringData": {"tls.key": "plain-secret-text"},
+        "log": inner,
+        "url": "https://app/cb?code=abcdef123456&state=ok",
+        "gcp": "Authorization header ya29.a0AfH6SMBxxxxxxxxxxxxxxxxxxxxxxx",
+    }
+    text = str(redact(rec))
+    for secret in ("cG9zdGdyZXM6Ly91OnBAaA==", "plain-secret-text", "hunter22", "abcdef123456", "ya29.a0AfH6SM"):
+        assert secret not in text
+    assert "blue-green" in text and "state=ok" in text
