@@ -20,21 +20,30 @@ MAX_TEXT = 4096
 
 
 def s(value: Any) -> str | None:
-    """A scalar as a non-empty string, else None (containers, NaN and "" are absent)."""
-    if value is None or isinstance(value, Mapping | list | tuple):
+    """A scalar as a non-empty string, else None (containers, NaN and "" are absent).
+
+    Exact ``type() is`` checks first: decoded JSON holds builtin types, and ABC isinstance
+    checks dominate the parsers' profile otherwise.
+    """
+    t = type(value)
+    if t is str:
+        if not value:
+            return None
+        out = value.strip() if (value[0].isspace() or value[-1].isspace()) else value
+    elif value is None or t is dict or t is list or t is tuple or isinstance(value, Mapping):
         return None
-    if isinstance(value, bool):
+    elif t is bool:
         return "true" if value else "false"
-    if isinstance(value, float) and not math.isfinite(value):
+    elif t is float and not math.isfinite(value):
         return None
-    out = value if isinstance(value, str) else str(value)
-    out = out.strip()
+    else:
+        out = str(value).strip()
     return out[:MAX_TEXT] if out else None
 
 
 def d(value: Any) -> Mapping[str, Any]:
     """A mapping, or an empty one."""
-    return value if isinstance(value, Mapping) else {}
+    return value if type(value) is dict or isinstance(value, Mapping) else {}
 
 
 def lst(value: Any) -> list[Any]:
@@ -46,7 +55,7 @@ def get(rec: Any, *path: str) -> Any:
     """Value at ``path`` through nested mappings, else None."""
     cur = rec
     for key in path:
-        if not isinstance(cur, Mapping):
+        if type(cur) is not dict and not isinstance(cur, Mapping):
             return None
         cur = cur.get(key)
     return cur
