@@ -89,6 +89,8 @@ def parse(rec: Record) -> list[Row]:
         t = utc(raw_time)
     except ValueError as e:
         raise ParseError(f"bad time: {e}") from e
+    if t is None:
+        raise ParseError("missing required field time")
     failed = etype.endswith("_ERROR")
     base = etype[: -len("_ERROR")] if failed else etype
     category, activity = _ACTIVITY.get(base, ("authentication", "idp." + base.lower()))
@@ -100,17 +102,23 @@ def parse(rec: Record) -> list[Row]:
     session_id = _s(rec.get("sessionId"))
     actor = _s(details.get("actor"))
 
+    # CLIENT_LOGIN's userId is the client's own service-account user, not a person it acts for
+    person = None if base == "CLIENT_LOGIN" else user_id
     if actor:
         actor_id, actor_type = actor, identity_type(actor) or "unknown"
     elif base == "CLIENT_LOGIN" and client_id:
         actor_id, actor_type = client_id, _client_actor_type(client_id)
     elif user_id:
         actor_id, actor_type = user_id, identity_type(user_id) or "human"
+    elif base in ("LOGIN", "LOGOUT"):
+        # a failed login names only what was typed; never blame the client application
+        actor_id = _s(details.get("username"))
+        actor_type = (identity_type(actor_id) or "human") if actor_id else None
     elif client_id:
         actor_id, actor_type = client_id, _client_actor_type(client_id)
     else:
         actor_id, actor_type = None, None
-    on_behalf_of = user_id if actor and user_id and user_id != actor else None
+    on_behalf_of = person if actor and person and person != actor else None
     chain = _words(details.get("act_chain"))
     if chain is None and on_behalf_of and actor_id:
         chain = [on_behalf_of, actor_id]
@@ -133,12 +141,16 @@ def parse(rec: Record) -> list[Row]:
     if cred_id is None and parent is None:
         cred_type = None
 
-    if base in _ISSUING or base in ("LOGIN",):
-        target = client_id if base == "CLIENT_LOGIN" and not user_id else (user_id or client_id)
+    if base == "CLIENT_LOGIN":
+        target = client_id
+    elif base in _ISSUING or base == "LOGIN":
+        target = user_id or (actor_id if base == "LOGIN" else client_id)
     else:
         target = None
 
     attrs: dict[str, Any] = {"keycloak_type": etype}
+    if base == "CLIENT_LOGIN" and user_id:
+        attrs["service_account_user_id"] = user_id
     for k in ("realmId", "realmName", "clientId"):
         v = _s(rec.get(k))
         if v:

@@ -82,6 +82,8 @@ def parse(rec: Record) -> list[Row]:
         t = utc(need(rec, "time"))
     except ValueError as e:
         raise ParseError(f"bad time: {e}") from e
+    if t is None:
+        raise ParseError("missing required field time")
     if cred_type == "x509_svid":
         serial = _s(rec.get("serial_num"))
         cred_id = f"x509:{serial}" if serial else None
