@@ -13,6 +13,7 @@ from sample_data import org
 from sample_data.emit import MIN, Cred, Runner, S, Shard, iso_ms, policy_revision
 
 TRUTH_EVERY = 40
+_SCOPE = {tool: org.required_scope(tool) for tool in org.TOOLS}
 
 
 class Sim(Shard):
@@ -50,7 +51,7 @@ class Sim(Shard):
 
     def resource(self, tool: str) -> tuple[str, str]:
         _, prefix, pool, sens = org.TOOLS[tool]
-        return f"{prefix}{1000 + self.rng.randrange(pool)}", sens
+        return f"{prefix}{1000 + int(self.rng.random() * pool)}", sens
 
     # one mediated (or not) tool call ---------------------------------------------------------
     def call(self, t: int, cred: Cred, run: Runner, tool: str, task: str | None, trace: str, parent: str | None,
@@ -63,12 +64,12 @@ class Sim(Shard):
             resource, sens = self.resource(tool)
         sens = sens or org.TOOLS[tool][3]
         span = self.hex(16)
-        scope = org.required_scope(tool)
+        scope = _SCOPE[tool]
         if reason is None:
             reason = f"scope {scope} grants {tool}" if allow else f"token lacks scope {scope}"
         oid = self.decision(t, cred, run, tool, resource, sens, task, trace, span, allow, reason) if mediated else None
         if lag is None:
-            lag = 6 + self.rng.randrange(70)
+            lag = 6 + int(self.rng.random() * 70)
         ok = allow if ok is None else ok
         mid = self.tool_call(t + lag, cred, run, server, tool, resource, sens, task, trace, span, parent, ok, session,
                              None if ok else f"forbidden by policy: {reason}")
