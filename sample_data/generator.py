@@ -318,6 +318,22 @@ class _bar:
             self.p.stop()
 
 
+def write_sample(dest: Path, seed: int = 7, scale: int = 3000) -> Manifest:
+    """The committed sample: the default run, native files gzipped (mtime 0, so reproducible)."""
+    import gzip
+    import tempfile
+
+    dest.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        m = generate(Path(tmp), seed=seed, scale=scale)
+        for name in FILES:
+            data = (Path(tmp) / name).read_bytes()
+            (dest / (name + ".gz")).write_bytes(gzip.compress(data, 9, mtime=0))
+        for name in ("labels.jsonl", "truth.jsonl", "manifest.json"):
+            shutil.copyfile(Path(tmp) / name, dest / name)
+    return m
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m sample_data.generator", description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True)
