@@ -40,7 +40,9 @@ def _items(path: Path) -> list[tuple[bytes, str]]:
     rel = path.relative_to(FIXTURES).as_posix()
     if path.suffix == ".json":
         return [(path.read_bytes(), f"file:{rel}:1")]
-    return [(line, f"file:{rel}:{i}") for i, line in enumerate(path.read_bytes().splitlines(), 1) if line.strip()]
+    return [
+        (line, f"file:{rel}:{i}") for i, line in enumerate(path.read_bytes().splitlines(), 1) if line.strip()
+    ]
 
 
 def _records(fmt: str) -> list[Mapping[str, Any]]:
@@ -65,7 +67,9 @@ def _golden(batch: Batch) -> dict[str, Any]:
             if k in row:
                 row[k] = json.loads(row[k])
         events.append(row)
-    dead = [{"origin": d["origin"], "format_hint": d["format_hint"], "reason": d["reason"]} for d in batch.dead]
+    dead = [
+        {"origin": d["origin"], "format_hint": d["format_hint"], "reason": d["reason"]} for d in batch.dead
+    ]
     return {"events": events, "dead": dead}
 
 
@@ -128,35 +132,90 @@ FOREIGN: list[dict[str, Any]] = [
     # generic logrus JSON lines, including SPIRE's own non-issuance lines
     {"level": "info", "msg": "Starting Server APIs", "time": "2026-11-28T10:00:00Z"},
     {"level": "debug", "msg": "Signed X509 SVID", "time": "2026-11-28T10:00:00Z"},
-    {"level": "error", "msg": "Failed to sign X509 SVID", "spiffe_id": "spiffe://corp.example/agent/x",
-     "time": "2026-11-28T10:00:00Z"},
+    {
+        "level": "error",
+        "msg": "Failed to sign X509 SVID",
+        "spiffe_id": "spiffe://corp.example/agent/x",
+        "time": "2026-11-28T10:00:00Z",
+    },
     # S3 event notification: also {"Records": [...]}, but not CloudTrail
-    {"Records": [{"eventVersion": "2.1", "eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
-                  "eventTime": "2026-11-28T10:00:00.000Z", "s3": {"bucket": {"name": "b"}}}]},
+    {
+        "Records": [
+            {
+                "eventVersion": "2.1",
+                "eventSource": "aws:s3",
+                "eventName": "ObjectCreated:Put",
+                "eventTime": "2026-11-28T10:00:00.000Z",
+                "s3": {"bucket": {"name": "b"}},
+            }
+        ]
+    },
     {"Records": [{"EventSource": "aws:sns", "EventVersion": "1.0", "Sns": {"Message": "hi"}}]},
     # Okta System Log
-    {"uuid": "f1", "published": "2026-11-28T10:00:00.000Z", "eventType": "user.session.start", "version": "0",
-     "severity": "INFO", "actor": {"id": "00u1", "type": "User"}, "outcome": {"result": "SUCCESS"},
-     "transaction": {"type": "WEB", "id": "t1"}},
+    {
+        "uuid": "f1",
+        "published": "2026-11-28T10:00:00.000Z",
+        "eventType": "user.session.start",
+        "version": "0",
+        "severity": "INFO",
+        "actor": {"id": "00u1", "type": "User"},
+        "outcome": {"result": "SUCCESS"},
+        "transaction": {"type": "WEB", "id": "t1"},
+    },
     # Kubernetes audit event
-    {"kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata", "auditID": "a1",
-     "stage": "ResponseComplete", "requestURI": "/api/v1/namespaces/agents/secrets", "verb": "list",
-     "user": {"username": "system:serviceaccount:agents:research"}, "sourceIPs": ["10.0.0.1"],
-     "requestReceivedTimestamp": "2026-11-28T10:00:00.000000Z", "stageTimestamp": "2026-11-28T10:00:00.1Z"},
+    {
+        "kind": "Event",
+        "apiVersion": "audit.k8s.io/v1",
+        "level": "Metadata",
+        "auditID": "a1",
+        "stage": "ResponseComplete",
+        "requestURI": "/api/v1/namespaces/agents/secrets",
+        "verb": "list",
+        "user": {"username": "system:serviceaccount:agents:research"},
+        "sourceIPs": ["10.0.0.1"],
+        "requestReceivedTimestamp": "2026-11-28T10:00:00.000000Z",
+        "stageTimestamp": "2026-11-28T10:00:00.1Z",
+    },
     # GCP audit log entry
-    {"protoPayload": {"@type": "type.googleapis.com/google.cloud.audit.AuditLog", "methodName": "GetSecret",
-                      "authenticationInfo": {"principalEmail": "a@corp.example"}},
-     "insertId": "x1", "resource": {"type": "secretmanager.googleapis.com/Secret"},
-     "timestamp": "2026-11-28T10:00:00Z", "logName": "projects/p/logs/cloudaudit.googleapis.com%2Fdata_access"},
+    {
+        "protoPayload": {
+            "@type": "type.googleapis.com/google.cloud.audit.AuditLog",
+            "methodName": "GetSecret",
+            "authenticationInfo": {"principalEmail": "a@corp.example"},
+        },
+        "insertId": "x1",
+        "resource": {"type": "secretmanager.googleapis.com/Secret"},
+        "timestamp": "2026-11-28T10:00:00Z",
+        "logName": "projects/p/logs/cloudaudit.googleapis.com%2Fdata_access",
+    },
     # Entra ID sign-in
-    {"id": "66ea54eb", "createdDateTime": "2026-11-28T10:00:00Z", "userPrincipalName": "alice@corp.example",
-     "appId": "de8bc8b5", "ipAddress": "10.0.0.1", "status": {"errorCode": 0}},
+    {
+        "id": "66ea54eb",
+        "createdDateTime": "2026-11-28T10:00:00Z",
+        "userPrincipalName": "alice@corp.example",
+        "appId": "de8bc8b5",
+        "ipAddress": "10.0.0.1",
+        "status": {"errorCode": 0},
+    },
     # OCSF authentication event
-    {"class_uid": 3002, "category_uid": 3, "activity_id": 1, "type_uid": 300201, "time": 1795860000000,
-     "metadata": {"product": {"name": "x"}, "version": "1.1.0"}, "user": {"name": "alice"}},
+    {
+        "class_uid": 3002,
+        "category_uid": 3,
+        "activity_id": 1,
+        "type_uid": 300201,
+        "time": 1795860000000,
+        "metadata": {"product": {"name": "x"}, "version": "1.1.0"},
+        "user": {"name": "alice"},
+    },
     # Keycloak admin event (not an EventRepresentation)
-    {"time": 1795860000000, "realmId": "corp", "operationType": "CREATE", "resourceType": "USER",
-     "resourcePath": "users/1", "authDetails": {"realmId": "master", "userId": "admin"}},
+    {
+        "time": 1795860000000,
+        "realmId": "corp",
+        "operationType": "CREATE",
+        "resourceType": "USER",
+        "resourcePath": "users/1",
+        "authDetails": {"realmId": "master", "userId": "admin"},
+    },
     # JSON-RPC without a gateway wrapper, and a Vault-like record with a JSON-RPC request
     {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "x"}},
     # a CloudTrail-looking record that carries a decision_id-less OPA shape and vice versa
@@ -193,8 +252,11 @@ def test_keycloak_token_exchange_lineage() -> None:
     assert ev["activity"] == "token.exchanged"
     assert ev["actor_id"] == "spiffe://corp.example/agent/research" and ev["actor_type"] == "agent"
     assert ev["on_behalf_of"] == "alice@corp.example"
-    assert ev["delegation_chain"] == ["alice@corp.example", "spiffe://corp.example/agent/orchestrator",
-                                      "spiffe://corp.example/agent/research"]
+    assert ev["delegation_chain"] == [
+        "alice@corp.example",
+        "spiffe://corp.example/agent/orchestrator",
+        "spiffe://corp.example/agent/research",
+    ]
     assert (ev["credential_id"], ev["credential_parent_id"]) == ("jti-9f2b6d", "jti-41a7c2")
     assert ev["credential_expires_at"] == dt.datetime(2026, 11, 28, 10, 5, tzinfo=dt.UTC)
     assert ev["task_id"] == "task-0042" and ev["scope"] == ["tickets:read", "kb:read"]
@@ -204,8 +266,11 @@ def test_keycloak_token_exchange_lineage() -> None:
 def test_mcp_nested_act_outermost_is_current_actor() -> None:
     ev = _events("mcp", "gateway.jsonl")["mcp:c0a80101-0000-4000-8000-000000000002"]
     assert ev["actor_id"] == "spiffe://corp.example/agent/research"
-    assert ev["delegation_chain"] == ["alice@corp.example", "spiffe://corp.example/agent/orchestrator",
-                                      "spiffe://corp.example/agent/research"]
+    assert ev["delegation_chain"] == [
+        "alice@corp.example",
+        "spiffe://corp.example/agent/orchestrator",
+        "spiffe://corp.example/agent/research",
+    ]
     assert (ev["trace_id"], ev["span_id"]) == ("4bf92f3577b34da6a3ce929d0e0e4736", "b7ad6b7169203331")
     assert (ev["decision"], ev["outcome"]) == ("deny", "failure")
 
@@ -268,8 +333,11 @@ def test_no_secret_reaches_the_lake() -> None:
     assert fingerprint("hvs.CAESIJT2KM9n2KJqg_E267EHJSY0c4NWtTRnBsNWhzUDkQZQ") in blob
 
 
-@pytest.mark.xfail(strict=True, reason="redact.py: camelCase `webIdentityToken` is not a secret key; "
-                                       "an opaque (non-JWT) web identity token survives in raw")
+@pytest.mark.xfail(
+    strict=True,
+    reason="redact.py: camelCase `webIdentityToken` is not a secret key; "
+    "an opaque (non-JWT) web identity token survives in raw",
+)
 def test_cloudtrail_raw_web_identity_token_redacted() -> None:
     rec = orjson.loads(_items(FIXTURES / "cloudtrail" / "records.jsonl")[2][0])
     rec["requestParameters"]["webIdentityToken"] = "opaque-web-identity-Q2xvdWRUcmFpbFRva2Vu"
@@ -310,7 +378,11 @@ def _run(raws: list[bytes]) -> None:
 
 
 _json = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats(allow_nan=False) | st.text(max_size=20),
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=20),
     lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=12), kids, max_size=5),
     max_leaves=20,
 )
@@ -350,8 +422,24 @@ def test_truncated_fixtures(raw: bytes, frac: float) -> None:
 # --- wrong types in every field of every real record, one field at a time -----------------------
 
 BAD_VALUES: list[Any] = [
-    None, 0, -1, 2**63 - 1, True, "", "x" * 20_000, [], [1, "a", None], {}, {"x": {"y": [1]}},
-    math.nan, math.inf, 1e300, -1e18, "9999-12-31T23:59:59Z", "0001-01-01T00:00:00Z", "not a value",
+    None,
+    0,
+    -1,
+    2**63 - 1,
+    True,
+    "",
+    "x" * 20_000,
+    [],
+    [1, "a", None],
+    {},
+    {"x": {"y": [1]}},
+    math.nan,
+    math.inf,
+    1e300,
+    -1e18,
+    "9999-12-31T23:59:59Z",
+    "0001-01-01T00:00:00Z",
+    "not a value",
 ]
 
 
@@ -410,7 +498,11 @@ def test_every_field_wrong_type(fmt: str) -> None:
 
 
 def test_vault_does_not_claim_a_json_rpc_request() -> None:
-    rec = {"time": "2026-11-28T10:00:00Z", "type": "request", "request": {"jsonrpc": "2.0", "id": 1, "method": "x"}}
+    rec = {
+        "time": "2026-11-28T10:00:00Z",
+        "type": "request",
+        "request": {"jsonrpc": "2.0", "id": 1, "method": "x"},
+    }
     assert not sources.PARSERS["vault"].sniff(rec)
 
 

@@ -33,10 +33,24 @@ _ISSUING = {
 }
 # errorCodes meaning "the caller was not allowed" (authorization or authentication refusal)
 _DENY_CODES = {
-    "accessdenied", "accessdeniedexception", "unauthorizedoperation", "client.unauthorizedoperation",
-    "unauthorizedaccess", "unauthorizedexception", "forbidden", "forbiddenexception", "authorizationerror",
-    "notauthorized", "authfailure", "expiredtoken", "expiredtokenexception", "invalidclienttokenid",
-    "signaturedoesnotmatch", "invalididentitytoken", "idpcommunicationerror", "idprejectedclaim",
+    "accessdenied",
+    "accessdeniedexception",
+    "unauthorizedoperation",
+    "client.unauthorizedoperation",
+    "unauthorizedaccess",
+    "unauthorizedexception",
+    "forbidden",
+    "forbiddenexception",
+    "authorizationerror",
+    "notauthorized",
+    "authfailure",
+    "expiredtoken",
+    "expiredtokenexception",
+    "invalidclienttokenid",
+    "signaturedoesnotmatch",
+    "invalididentitytoken",
+    "idpcommunicationerror",
+    "idprejectedclaim",
 }
 _TASK = re.compile(r"^task[-_][A-Za-z0-9._-]+$")
 _EXPIRATION_FORMATS = ("%b %d, %Y, %I:%M:%S %p", "%b %d, %Y %I:%M:%S %p")
@@ -197,7 +211,9 @@ def _resource(rec: Record, req: Mapping[str, Any]) -> tuple[str | None, list[str
 
 def parse(rec: Record) -> list[Row]:
     if "Records" in rec:
-        raise ParseError("empty CloudTrail Records envelope" if rec.get("Records") == [] else "Records is not a list")
+        raise ParseError(
+            "empty CloudTrail Records envelope" if rec.get("Records") == [] else "Records is not a list"
+        )
     name = need(rec, "eventName")
     if not isinstance(name, str) or not name:
         raise ParseError("eventName is not a string")
@@ -283,7 +299,9 @@ def parse(rec: Record) -> list[Row]:
         attrs["resources"] = arns
 
     row: Row = {
-        "event_id": f"{FORMAT}:{native}" if (native := _s(rec.get("eventID"))) else record_event_id(FORMAT, rec),
+        "event_id": f"{FORMAT}:{native}"
+        if (native := _s(rec.get("eventID")))
+        else record_event_id(FORMAT, rec),
         "time": t,
         "source": "cloudtrail",
         "format": FORMAT,
@@ -316,6 +334,6 @@ PARSER = Parser(
     family="api_audit",
     sniff=sniff,
     parse=parse,
-    description="AWS CloudTrail records (single, {\"Records\": [...]} files, event-history items).",
+    description='AWS CloudTrail records (single, {"Records": [...]} files, event-history items).',
     split=split,
 )

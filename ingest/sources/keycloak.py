@@ -34,7 +34,16 @@ _ACTIVITY: dict[str, tuple[str, str]] = {
 }
 _ISSUING = {"CLIENT_LOGIN", "CODE_TO_TOKEN", "TOKEN_EXCHANGE", "REFRESH_TOKEN", "PERMISSION_TOKEN"}
 # details keys mapped to canonical fields (the rest go to attributes)
-_MAPPED = {"token_id", "subject_token_id", "refresh_token_id", "scope", "actor", "act_chain", "expires_at", "task_id"}
+_MAPPED = {
+    "token_id",
+    "subject_token_id",
+    "refresh_token_id",
+    "scope",
+    "actor",
+    "act_chain",
+    "expires_at",
+    "task_id",
+}
 
 
 def _s(v: Any) -> str | None:
@@ -104,6 +113,8 @@ def parse(rec: Record) -> list[Row]:
 
     # CLIENT_LOGIN's userId is the client's own service-account user, not a person it acts for
     person = None if base == "CLIENT_LOGIN" else user_id
+    actor_id: str | None
+    actor_type: str | None
     if actor:
         actor_id, actor_type = actor, identity_type(actor) or "unknown"
     elif base == "CLIENT_LOGIN" and client_id:
@@ -145,6 +156,8 @@ def parse(rec: Record) -> list[Row]:
         target = client_id
     elif base in _ISSUING or base == "LOGIN":
         target = user_id or (actor_id if base == "LOGIN" else client_id)
+    elif base == "REVOKE_GRANT":
+        target = user_id  # whose grant was revoked
     else:
         target = None
 

@@ -20,8 +20,10 @@ from ingest.sources.spire import identity_type
 
 FORMAT = "mcp"
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}")
-_DENIED = re.compile(r"forbidden|permission denied|access denied|unauthori[sz]ed|not allowed|insufficient[_ ]scope",
-                     re.IGNORECASE)
+_DENIED = re.compile(
+    r"forbidden|permission denied|access denied|unauthori[sz]ed|not allowed|insufficient[_ ]scope",
+    re.IGNORECASE,
+)
 _ACTIVITY = {"tools/call": "tool.invoked", "resources/read": "resource.read", "prompts/get": "prompt.read"}
 _MAX_ACT_DEPTH = 16
 
@@ -149,7 +151,9 @@ def parse(rec: Record) -> list[Row]:
     resource = _s(meta.get("resource")) or (_s(params.get("uri")) if method == "resources/read" else None)
     actor_type = identity_type(actor) or ("unknown" if actor else None)
     row: Row = {
-        "event_id": f"{FORMAT}:{native}" if (native := _s(rec.get("log_id"))) else record_event_id(FORMAT, rec),
+        "event_id": f"{FORMAT}:{native}"
+        if (native := _s(rec.get("log_id")))
+        else record_event_id(FORMAT, rec),
         "time": t,
         "source": "mcp",
         "format": FORMAT,

@@ -32,7 +32,7 @@ def spiffe_actor_type(spiffe_id: str) -> str:
 
     SPIRE's own node agents (``/spire/agent/...``) and servers are workloads, not AI agents.
     """
-    path = "/" + spiffe_id[len("spiffe://"):].partition("/")[2]
+    path = "/" + spiffe_id[len("spiffe://") :].partition("/")[2]
     if path.startswith("/spire/"):
         return "workload"
     return "agent" if "/agent/" in path + "/" else "workload"

@@ -24,12 +24,27 @@ FORMAT = "vault"
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}")
 # display_name prefix (the auth method) -> actor type
 _METHOD_TYPES = {
-    "approle": "service_account", "userpass": "human", "ldap": "human", "okta": "human", "github": "human",
-    "radius": "human", "oidc": "human", "kubernetes": "workload", "cert": "workload", "aws": "workload",
-    "gcp": "workload", "azure": "workload", "root": "human",
+    "approle": "service_account",
+    "userpass": "human",
+    "ldap": "human",
+    "okta": "human",
+    "github": "human",
+    "radius": "human",
+    "oidc": "human",
+    "kubernetes": "workload",
+    "cert": "workload",
+    "aws": "workload",
+    "gcp": "workload",
+    "azure": "workload",
+    "root": "human",
 }
-_SECRET_OPS = {"read": "secret.read", "create": "secret.rotated", "update": "secret.rotated",
-               "delete": "secret.deleted", "list": "secret.listed"}
+_SECRET_OPS = {
+    "read": "secret.read",
+    "create": "secret.rotated",
+    "update": "secret.rotated",
+    "delete": "secret.deleted",
+    "list": "secret.listed",
+}
 _MAX_TTL = 100 * 365 * 86400
 
 
@@ -75,10 +90,16 @@ def _ttl(v: Any) -> int | None:
 
 
 def _lease_from_path(path: str) -> str | None:
-    for prefix in ("sys/leases/revoke-prefix/", "sys/leases/revoke-force/", "sys/leases/revoke/", "sys/revoke/",
-                   "sys/leases/renew/", "sys/renew/"):
+    for prefix in (
+        "sys/leases/revoke-prefix/",
+        "sys/leases/revoke-force/",
+        "sys/leases/revoke/",
+        "sys/revoke/",
+        "sys/leases/renew/",
+        "sys/renew/",
+    ):
         if path.startswith(prefix):
-            return path[len(prefix):] or None
+            return path[len(prefix) :] or None
     return None
 
 
@@ -231,7 +252,9 @@ def parse(rec: Record) -> list[Row]:
         "credential_type": cred_type,
         "credential_parent_id": parent,
         "credential_expires_at": expires,
-        "scope": _words(ident.get("policies")) or _words(auth.get("policies")) or _words(auth.get("token_policies")),
+        "scope": _words(ident.get("policies"))
+        or _words(auth.get("policies"))
+        or _words(auth.get("token_policies")),
         "action": op,
         "resource": resource,
         "decision": decision,
