@@ -1,0 +1,59 @@
+"""decisionpath dashboard: the router. Run with ``decisionpath dashboard --lake DIR``.
+
+Pages live in ``dashboards/pages/``; shared state (the lake, the DuckDB connection) in
+``dashboards.context``; queries in ``dashboards.queries``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# `streamlit run dashboards/app.py` puts dashboards/ on sys.path, not the repository root.
+_ROOT = str(Path(__file__).resolve().parent.parent)
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+import streamlit as st  # noqa: E402
+
+from dashboards.context import db, lake_dir  # noqa: E402
+
+st.set_page_config(page_title="decisionpath", page_icon="🛡️", layout="wide")
+
+
+def _auth_required() -> bool:
+    try:
+        return "auth" in st.secrets
+    except Exception:  # no secrets.toml at all: Streamlit raises rather than returning empty
+        return False
+
+
+if _auth_required() and not st.user.is_logged_in:
+    st.title("decisionpath")
+    st.write("Sign in to see identity and authorization evidence.")
+    st.button("Sign in", on_click=st.login)
+    st.stop()
+
+lake = lake_dir()
+if not (Path(lake) / "events").exists():
+    st.title("decisionpath")
+    st.error(f"No lake at `{lake}`. Ingest something first (`decisionpath ingest file PATH --lake {lake}`) "
+             "or start the dashboard with `--lake DIR`.")
+    st.stop()
+
+pages = [
+    st.Page("pages/overview.py", title="Overview", icon="📊", default=True),
+    st.Page("pages/alerts.py", title="Alerts", icon="🚨"),
+    st.Page("pages/identity.py", title="Identity explorer", icon="🕸️"),
+    st.Page("pages/investigate.py", title="Investigate", icon="🔎"),
+    st.Page("pages/coverage.py", title="NHI inventory & coverage", icon="🗂️"),
+]
+nav = st.navigation(pages)
+with st.sidebar:
+    st.caption(f"Lake: `{lake}`")
+    if not db().native:
+        st.caption("analytics.lake not available yet: reading the `events` table only.")
+    if _auth_required() and st.user.is_logged_in:
+        st.caption(f"Signed in as {st.user.get('email') or st.user.get('name')}")
+        st.button("Sign out", on_click=st.logout)
+nav.run()
