@@ -351,7 +351,6 @@ class Shard:
         ident = {"type": "WebIdentityUser", "principalId": f"oidc.corp.example:sts.amazonaws.com:{spiffe}",
                  "userName": spiffe, "identityProvider": "oidc.corp.example", "webIdFederationData": fed}
         resp = self._assumed(role, task, key, t, ttl)
-        resp["subjectFromWebIdentityToken"] = spiffe
         resp["provider"] = org.OIDC_PROVIDER
         resp["audience"] = "sts.amazonaws.com"
         eid = self._ct(t, ident, "sts.amazonaws.com", "AssumeRoleWithWebIdentity", ip,
