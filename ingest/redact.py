@@ -103,10 +103,18 @@ def _secret_container(key: str, parent: dict[str, Any]) -> bool:
     return key in _ALL_SECRET_CHILDREN or (key == "data" and parent.get("kind") == "Secret")
 
 
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+
+
 @lru_cache(maxsize=65_536)
 def is_secret_key(key: str) -> bool:
-    """Does a member named ``key`` hold a secret (cached: keys repeat across records)?"""
-    return bool(SECRET_KEYS.search(key)) and not SAFE_KEYS.search(key)
+    """Does a member named ``key`` hold a secret (cached: keys repeat across records)?
+
+    camelCase and PascalCase keys are split into words first (``webIdentityToken``,
+    ``SAMLAssertion``), so the word patterns apply to every naming style.
+    """
+    k = _CAMEL.sub("_", key)
+    return bool(SECRET_KEYS.search(k)) and not SAFE_KEYS.search(k)
 
 
 def needs_redaction(value: Any, _depth: int = 0) -> bool:

@@ -333,11 +333,6 @@ def test_no_secret_reaches_the_lake() -> None:
     assert fingerprint("hvs.CAESIJT2KM9n2KJqg_E267EHJSY0c4NWtTRnBsNWhzUDkQZQ") in blob
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="redact.py: camelCase `webIdentityToken` is not a secret key; "
-    "an opaque (non-JWT) web identity token survives in raw",
-)
 def test_cloudtrail_raw_web_identity_token_redacted() -> None:
     rec = orjson.loads(_items(FIXTURES / "cloudtrail" / "records.jsonl")[2][0])
     rec["requestParameters"]["webIdentityToken"] = "opaque-web-identity-Q2xvdWRUcmFpbFRva2Vu"
