@@ -200,9 +200,13 @@ def graph_html(g: nx.Graph, focus: Iterable[str] = ()) -> str:
 def show_graph(g: nx.Graph, focus: Iterable[str] = (), height: int = 520) -> None:
     """Draw ``g`` in the page (Streamlit front end only; the logic above is testable without it)."""
     import streamlit as st
-    import streamlit.components.v1 as components
 
     if g.number_of_nodes() == 0:
         st.info("Nothing to draw: the graph is empty for this selection.")
         return
-    components.html(graph_html(g, focus), height=height, scrolling=False)
+    if hasattr(st, "iframe"):
+        st.iframe(graph_html(g, focus), height=height)
+    else:  # Streamlit before st.iframe
+        import streamlit.components.v1 as components
+
+        components.html(graph_html(g, focus), height=height, scrolling=False)
