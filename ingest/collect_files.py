@@ -61,7 +61,9 @@ def records(path: Path) -> Iterator[tuple[bytes, str, int]]:
     with _open(path) as f:
         data_head = f.read(_ID_PREFIX)
         first = data_head.lstrip()[:1]
-        if first in (b"[", b"{") and not _is_jsonl(data_head):
+        # A file opening with "[" is one JSON array; with "{", JSON Lines unless its first line
+        # is not a whole JSON value (a pretty-printed document such as a CloudTrail file).
+        if first == b"[" or (first == b"{" and not _is_jsonl(data_head)):
             whole = data_head + f.read()
             try:
                 doc = orjson.loads(whole)

@@ -88,7 +88,7 @@ class Lake:
         if days is not None:
             if not days:
                 return []
-            return list(t.file_uris(partition_filters=[("day", "in", list(days))]))
+            return list(t.file_uris(file_pruning_predicate=[("day", "in", list(days))]))
         return list(t.file_uris())
 
     def progress(self, app_id: str) -> Progress:

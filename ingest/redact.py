@@ -27,7 +27,9 @@ SAFE_KEYS = re.compile(
     r"(^|[_\-.])(token_?id|jti|access_?key_?id|accesskeyid|key_?id|kid|token_?type|token_?ttl|"
     r"token_?policies|token_?issue_?time|unique_?token_?identifier|uniquetokenidentifier|"
     r"token_?accessor|accessor|credential_?id|credential_?type|credentials?_?fingerprint|"
-    r"requested_token_type|subject_token_type|actor_token_type|issued_token_type|token_?endpoint)$",
+    r"requested_token_type|subject_token_type|actor_token_type|issued_token_type|token_?endpoint|"
+    r"subject_?from_?web_?identity_?token|token_?source|token_?issuer|token_?audience|token_?expiry|"
+    r"token_?expires_?at|token_?lifetime)$",
     re.IGNORECASE,
 )
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
