@@ -18,7 +18,9 @@ import streamlit as st  # noqa: E402
 
 from dashboards.context import db, lake_dir  # noqa: E402
 
-st.set_page_config(page_title="decisionpath", page_icon="🛡️", layout="wide")
+# A local file: emoji and material page icons make the browser fetch the favicon from a CDN.
+_ICON = Path(__file__).with_name("favicon.png")
+st.set_page_config(page_title="decisionpath", page_icon=str(_ICON) if _ICON.exists() else None, layout="wide")
 
 
 def _auth_required() -> bool:
@@ -42,11 +44,11 @@ if not (Path(lake) / "events").exists():
     st.stop()
 
 pages = [
-    st.Page("pages/overview.py", title="Overview", icon="📊", default=True),
-    st.Page("pages/alerts.py", title="Alerts", icon="🚨"),
-    st.Page("pages/identity.py", title="Identity explorer", icon="🕸️"),
-    st.Page("pages/investigate.py", title="Investigate", icon="🔎"),
-    st.Page("pages/coverage.py", title="NHI inventory & coverage", icon="🗂️"),
+    st.Page("pages/overview.py", title="Overview", icon=":material/monitoring:", default=True),
+    st.Page("pages/alerts.py", title="Alerts", icon=":material/notifications_active:"),
+    st.Page("pages/identity.py", title="Identity explorer", icon=":material/hub:"),
+    st.Page("pages/investigate.py", title="Investigate", icon=":material/manage_search:"),
+    st.Page("pages/coverage.py", title="NHI inventory & coverage", icon=":material/inventory_2:"),
 ]
 nav = st.navigation(pages)
 with st.sidebar:

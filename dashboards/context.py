@@ -104,7 +104,7 @@ def db() -> Db:
 
 def not_available(what: str, module: str) -> None:
     """The standard message for a feature whose analytics module has not landed yet."""
-    st.info(f"{what} is not available yet in this build (`{module}` is missing).", icon="🚧")
+    st.info(f"{what} is not available yet in this build (`{module}` is missing).", icon=":material/construction:")
 
 
 def to_plain(obj: Any) -> Any:
