@@ -46,7 +46,8 @@ def lake_summary(lake: str, token: str) -> dict[str, Any]:
     """Event count, time span, identities and sources."""
     row = _df(lake, token, """
         SELECT count(*) AS events, min(time) AS first, max(time) AS last,
-               approx_count_distinct(actor_id) AS identities, count(DISTINCT source) AS sources
+               approx_count_distinct(actor_id) AS identities, count(DISTINCT source) AS sources,
+               approx_quantile(time, 0.02) AS busy_from, approx_quantile(time, 0.98) AS busy_to
         FROM events""").iloc[0]
     return {k: row[k] for k in row.index}
 
@@ -66,12 +67,14 @@ def bucket_for(first: Any, last: Any) -> str:
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)
-def events_over_time(lake: str, token: str, bucket: str, by: str) -> pd.DataFrame:
-    """Event counts per time bucket and per source or category."""
+def events_over_time(lake: str, token: str, bucket: str, by: str, since: Any = None,
+                     until: Any = None) -> pd.DataFrame:
+    """Event counts per time bucket and per source or category, optionally within [since, until]."""
     col = {"source": "source", "category": "category"}[by]  # whitelisted column name, not user text
     return _df(lake, token, f"""
         SELECT date_trunc($bucket, time) AS bucket, {col} AS series, count(*) AS events
-        FROM events GROUP BY ALL ORDER BY bucket""", {"bucket": bucket})  # noqa: S608
+        FROM events WHERE ($since IS NULL OR time >= $since) AND ($until IS NULL OR time <= $until)
+        GROUP BY ALL ORDER BY bucket""", {"bucket": bucket, "since": since, "until": until})  # noqa: S608
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)

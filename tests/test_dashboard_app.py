@@ -199,6 +199,9 @@ def test_overview_figures(app, dash_lake):
     # switching the split re-renders from cache without error
     at.segmented_control(key="ov_by").set_value("category").run()
     assert_clean(at)
+    assert any(" events" in c.value and " of " in c.value for c in at.caption)  # busy period by default
+    at.segmented_control(key="ov_range").set_value("everything").run()
+    assert_clean(at)
 
 
 def test_missing_lake_is_a_clear_message(monkeypatch, tmp_path):

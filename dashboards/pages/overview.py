@@ -23,9 +23,23 @@ span = "—" if pd.isna(summary["first"]) else f"{summary['first']:%Y-%m-%d} →
 c[3].metric("Time span", span)
 
 st.subheader("Events over time")
-by = st.segmented_control("Split by", ["source", "category"], default="source", key="ov_by") or "source"
-bucket = q.bucket_for(summary["first"], summary["last"])
-ts = q.events_over_time(lake, token, bucket, by)
+c1, c2 = st.columns([1, 2])
+by = c1.segmented_control("Split by", ["source", "category"], default="source", key="ov_by") or "source"
+scope = c2.segmented_control("Range", ["busy period", "everything"], default="busy period", key="ov_range",
+                             help="The busy period leaves out the first and last 2% of events (old rotations, "
+                                  "stragglers), so the bars stay readable.") or "busy period"
+if scope == "busy period" and pd.notna(summary["busy_from"]):
+    since, until = pd.Timestamp(summary["busy_from"]), pd.Timestamp(summary["busy_to"])
+    pad = max((until - since) * 0.02, pd.Timedelta(minutes=1))
+    since, until = (since - pad).to_pydatetime(), (until + pad).to_pydatetime()
+else:
+    since, until = None, None
+bucket = q.bucket_for(since or summary["first"], until or summary["last"])
+ts = q.events_over_time(lake, token, bucket, by, since, until)
+if since is not None:
+    shown = int(ts["events"].sum()) if not ts.empty else 0
+    st.caption(f"{since:%Y-%m-%d %H:%M} → {until:%Y-%m-%d %H:%M} UTC, per {bucket}: {shown:,} of "
+               f"{int(summary['events']):,} events")
 if ts.empty:
     st.info("The lake has no events yet.")
 else:
