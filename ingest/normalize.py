@@ -14,7 +14,7 @@ import pyarrow as pa
 from ingest import sources
 from ingest.errors import ParseError, UnsupportedFormat
 from ingest.events import DEAD_LETTER_SCHEMA, FIELD_NAMES, SCHEMA, utc
-from ingest.redact import redact, redact_json, redact_text
+from ingest.redact import redact, redact_attributes, redact_json, redact_text
 from ingest.sources.base import Parser
 
 # Records larger than this are dead-lettered unparsed (their first bytes kept, redacted).
@@ -58,7 +58,9 @@ def dead_row(raw: bytes, origin: str, reason: str, now: dt.datetime, fmt: str | 
     }
 
 
-def _finish(row: dict[str, Any], raw_text: str, origin: str, now: dt.datetime) -> dict[str, Any]:
+def _finish(
+    row: dict[str, Any], raw_text: str, origin: str, now: dt.datetime, raw_clean: bool = False
+) -> dict[str, Any]:
     for k in _REQUIRED_FROM_PARSER:
         if row.get(k) in (None, ""):
             raise ParseError(f"parser produced no {k}")
@@ -73,8 +75,13 @@ def _finish(row: dict[str, Any], raw_text: str, origin: str, now: dt.datetime) -
         row["credential_expires_at"] = utc(exp)
     attrs = row.get("attributes")
     if attrs is not None and not isinstance(attrs, str):
-        row["attributes"] = orjson.dumps(redact(attrs), default=str).decode()
-    row["day"] = t.strftime("%Y-%m-%d")
+        # Attributes are values taken from the record: when the record held no secret, neither do they.
+        if raw_clean:
+            row["attributes"] = orjson.dumps(attrs, default=str).decode()
+        else:
+            row["attributes"] = redact_attributes(attrs) if isinstance(attrs, dict) else orjson.dumps(
+                redact(attrs), default=str).decode()
+    row["day"] = t.date().isoformat()
     row["ingested_at"] = now
     row["origin"] = origin
     row["raw"] = raw_text
@@ -107,8 +114,9 @@ def parse_record(
         rows = list(parser.parse(rec))
         if not rows:
             raise ParseError("parser produced no event")
-        raw_text = redact_json(raw.decode("utf-8", "replace"), rec)
-        finished = [_finish(r, raw_text, origin, now) for r in rows]
+        text = raw.decode("utf-8", "replace")
+        raw_text = redact_json(text, rec)
+        finished = [_finish(r, raw_text, origin, now, raw_text is text) for r in rows]
     except ParseError as e:
         out.dead.append(dead_row(raw, origin, (f"{parser.name}: " if parser else "") + e.reason, now,
                                  parser.name if parser else None))

@@ -149,14 +149,76 @@ def needs_redaction(value: Any, _depth: int = 0) -> bool:
     return False
 
 
+def _text_may_hold_secret_value(text: str) -> bool:
+    """A whole-document pre-check for secret-looking values: C-speed substring tests and a few scans.
+
+    False means no string value of the document can match a value pattern; True means look closer.
+    """
+    if "PRIVATE KEY" in text or "eyJ" in text or "ya29." in text or "hvs." in text or "xox" in text:
+        return True
+    low = text.lower()
+    if "bearer" in low or "basic " in low:
+        return True
+    if "gh" in text and _GH_TOKEN.search(text):
+        return True
+    if "@" in text and "://" in text and _URL_PASSWORD.search(text):
+        return True
+    if "=" in text and _URL_SECRET_PARAM.search(text):
+        return True
+    # a string value that is itself a JSON document
+    return '"{' in text or '"[' in text
+
+
+def _has_secret_key(value: Any, _depth: int = 0) -> bool:
+    """Whether a member is named like a secret and holds a value, or a long string looks like a secret key.
+
+    (AWS secret access keys have no marker to search the whole text for; only strings of 40
+    characters or more can hold one, and there are few of those.)
+    """
+    t = type(value)
+    if t is dict:
+        if _depth > 64:
+            return True
+        for k, v in value.items():
+            tv = type(v)
+            if tv is str:
+                if v and is_secret_key(k) and not _HASHED.match(v):
+                    return True
+                if len(v) >= 40 and _AWS_SECRET.search(v) and _AWS_SECRET.sub(_aws_secret, v) != v:
+                    return True
+            elif tv is dict:
+                if (v and _secret_container(k, value)) or _has_secret_key(v, _depth + 1):
+                    return True
+            elif tv is list:
+                if _has_secret_key(v, _depth + 1):
+                    return True
+            elif tv is int and is_secret_key(k):
+                return True
+        return False
+    if t is list:
+        if _depth > 64:
+            return True
+        return any(_has_secret_key(v, _depth + 1) for v in value
+                   if type(v) is dict or type(v) is list or (type(v) is str and len(v) >= 40))
+    if t is str:
+        return len(value) >= 40 and _AWS_SECRET.sub(_aws_secret, value) != value
+    return False
+
+
 def redact_json(text: str, value: Any) -> str:
     """The JSON text of ``value`` (already decoded from ``text``) with secrets redacted.
 
     Most records hold no secret: then ``text`` itself is returned, with no re-serialisation.
     """
-    if not needs_redaction(value):
+    if not _has_secret_key(value) and not (_text_may_hold_secret_value(text) and needs_redaction(value)):
         return text
     return orjson.dumps(redact(value), default=str).decode()
+
+
+def redact_attributes(value: dict[str, Any]) -> str:
+    """JSON text of a parser's ``attributes`` dict, secrets redacted."""
+    text = orjson.dumps(value, default=str).decode()
+    return redact_json(text, value)
 
 
 def redact(value: Any, _depth: int = 0) -> Any:
