@@ -1,0 +1,108 @@
+"""DuckDB over the lake: an in-memory connection whose views are the layered SQL in ``analytics/views``.
+
+Layers (one view per file): ``events`` (staging) → ``int_credential_*`` (intermediate) → marts
+``credentials``, ``delegations``, ``policy_versions``, ``decisions``, ``actions``, ``identities``.
+Views are lazy: nothing is read until a query runs, and filters on ``actor_id``/``time``/``day``
+are pushed into the Parquet scan so row groups are pruned on their min/max statistics.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from ingest.events import SCHEMA
+from ingest.lake import Lake
+
+# Order matters: each view may read only the ones before it.
+VIEWS: tuple[str, ...] = (
+    "events",
+    "int_credential_issued",
+    "int_credential_revoked",
+    "int_credential_used",
+    "credentials",
+    "delegations",
+    "policy_versions",
+    "decisions",
+    "actions",
+    "identities",
+)
+
+
+def view_sql(name: str) -> str:
+    """The SQL text of one view, from ``analytics/views/<name>.sql``."""
+    return resources.files("analytics.views").joinpath(f"{name}.sql").read_text()
+
+
+def _duck_type(t: pa.DataType) -> str:
+    if pa.types.is_timestamp(t):
+        return "TIMESTAMPTZ"
+    if pa.types.is_list(t):
+        return _duck_type(t.value_type) + "[]"
+    return "VARCHAR"
+
+
+def _empty_events_sql() -> str:
+    # Column names and types come from the contract, never from input.
+    cols = ", ".join(f'CAST(NULL AS {_duck_type(f.type)}) AS "{f.name}"' for f in SCHEMA)
+    return f"SELECT {cols} WHERE false"  # noqa: S608
+
+
+def connect(lake_dir: str | Path, memory_limit: str = "2GB", threads: int | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection with the analytics views over the lake's current snapshot."""
+    con = duckdb.connect(config={"memory_limit": memory_limit, **({"threads": threads} if threads else {})})
+    con.execute("SET TimeZone = 'UTC'")
+    files = Lake(lake_dir).files("events")
+    if files:
+        con.sql(
+            "SELECT * FROM read_parquet($files, hive_partitioning = true, hive_types = {'day': VARCHAR}, "
+            "union_by_name = true)",
+            params={"files": files},
+        ).create_view("raw_events")
+    else:
+        con.sql(_empty_events_sql()).create_view("raw_events")
+    for name in VIEWS:
+        con.sql(view_sql(name)).create_view(name)
+    return con
+
+
+@dataclass(frozen=True)
+class ScanStats:
+    """What the Parquet scans of one query read: row groups scanned out of those in the files."""
+
+    row_groups_scanned: int
+    row_groups_total: int
+    rows_scanned: int
+    files_read: int
+
+
+def scan_stats(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any] | None = None) -> ScanStats:
+    """Run ``sql`` with DuckDB's JSON profiler and sum its Parquet scans' row-group counters."""
+    with tempfile.TemporaryDirectory() as d:
+        out = os.path.join(d, "profile.json")
+        con.execute("PRAGMA enable_profiling = 'json'")
+        con.execute("SET profiling_output = $p", {"p": out})
+        try:
+            con.execute(sql, params or {}).fetchall()
+        finally:
+            con.execute("PRAGMA disable_profiling")
+        prof = json.loads(Path(out).read_text())
+    scanned = total = rows = nfiles = 0
+    stack = list(prof.get("operator", prof.get("children", [])))
+    while stack:
+        op = stack.pop()
+        stack.extend(op.get("children", []))
+        if op.get("name") == "READ_PARQUET" or op.get("extra_info", {}).get("Function") == "READ_PARQUET":
+            scanned += int(op.get("row_groups_scanned", 0))
+            total += int(op.get("total_row_groups_to_scan", 0))
+            rows += int(op.get("rows_scanned", 0))
+            nfiles += int(op.get("extra_info", {}).get("Total Files Read", 0) or 0)
+    return ScanStats(scanned, total, rows, nfiles)
