@@ -83,9 +83,15 @@ def events_by(lake: str, token: str) -> pd.DataFrame:
     return _df(lake, token, "SELECT source, category, count(*) AS events FROM events GROUP BY ALL ORDER BY events DESC")
 
 
+def _native(lake: str, token: str) -> bool:
+    return get_db(lake, token).native
+
+
 @st.cache_data(ttl=TTL, show_spinner=False)
 def hygiene(lake: str, token: str, max_ttl_s: float, revoke_grace_s: float) -> dict[str, Any]:
     """Hygiene figures: mediated actions, agent credentials within TTL policy, revoked at task end."""
+    if _native(lake, token):
+        return _hygiene_marts(lake, token, max_ttl_s, revoke_grace_s)
     mediated = _df(lake, token, """
         WITH actions AS (
           SELECT event_id, decision, request_id, trace_id FROM events WHERE category IN $cats
@@ -117,10 +123,42 @@ def hygiene(lake: str, token: str, max_ttl_s: float, revoke_grace_s: float) -> d
             **{k: int(creds[k]) for k in creds.index}}
 
 
+def _hygiene_marts(lake: str, token: str, max_ttl_s: float, revoke_grace_s: float) -> dict[str, Any]:
+    """The same figures over the ``actions``, ``decisions`` and ``credentials`` marts of analytics.lake."""
+    m = _df(lake, token, """
+        SELECT count(*) AS actions,
+               count(*) FILTER (WHERE a.decision IS NOT NULL
+                 OR a.request_id IN (SELECT request_id FROM decisions WHERE request_id IS NOT NULL)
+                 OR a.trace_id IN (SELECT trace_id FROM decisions WHERE trace_id IS NOT NULL)) AS mediated
+        FROM actions a""").iloc[0]
+    c = _df(lake, token, """
+        WITH task_end AS (SELECT task_id, max(time) AS ended_at FROM events WHERE task_id IS NOT NULL GROUP BY task_id),
+        agent_creds AS (SELECT * FROM credentials WHERE holder_type = 'agent' AND issued_at IS NOT NULL)
+        SELECT count(*) AS agent_credentials, count(expires_at) AS with_expiry,
+               count(*) FILTER (WHERE epoch(expires_at) - epoch(issued_at) <= $max_ttl) AS within_ttl,
+               count(*) FILTER (WHERE c.task_id IS NOT NULL) AS per_task,
+               count(*) FILTER (WHERE c.task_id IS NOT NULL AND c.revoked_at IS NOT NULL
+                                AND epoch(c.revoked_at) <= epoch(t.ended_at) + $grace) AS revoked_at_end
+        FROM agent_creds c LEFT JOIN task_end t USING (task_id)""",
+        {"max_ttl": max_ttl_s, "grace": revoke_grace_s}).iloc[0]
+    return {"actions": int(m["actions"]), "mediated": int(m["mediated"]), **{k: int(c[k]) for k in c.index}}
+
+
 # -- identities ----------------------------------------------------------------------------
+@st.cache_data(ttl=TTL, show_spinner=False)
+def identities_frame(lake: str, token: str) -> pd.DataFrame:
+    """Every identity (the ``identities`` mart), read once per lake state."""
+    return _df(lake, token, """SELECT identity, identity_type AS type, events_as_actor AS events, first_seen,
+        last_seen FROM identities""")
+
+
 @st.cache_data(ttl=TTL, show_spinner=False)
 def search_identities(lake: str, token: str, text: str, limit: int = 50) -> pd.DataFrame:
     """Identities whose id contains ``text`` (case-insensitive), most active first."""
+    if _native(lake, token):
+        ids = identities_frame(lake, token)
+        hit = ids[ids["identity"].str.contains(text, case=False, regex=False)] if text else ids
+        return hit.sort_values(["events", "identity"], ascending=[False, True]).head(limit).reset_index(drop=True)
     return _df(lake, token, """
         SELECT actor_id AS identity, any_value(actor_type) AS type, count(*) AS events,
                min(time) AS first_seen, max(time) AS last_seen
@@ -164,6 +202,15 @@ def identity_activity(lake: str, token: str, identity: str, since: dt.datetime |
 @st.cache_data(ttl=TTL, show_spinner=False)
 def identity_credentials(lake: str, token: str, identity: str) -> pd.DataFrame:
     """Credentials issued to or used by the identity: lifetime, revocation, scope, uses."""
+    if _native(lake, token):
+        return _df(lake, token, """
+            SELECT credential_id, credential_type AS type, issue_activity AS issued_by, issued_at, expires_at,
+                   revoked_at, parent_id AS parent, scope, task_id, uses, last_use AS last_used,
+                   workloads, ips, holder, on_behalf_of
+            FROM credentials
+            WHERE holder = $id OR credential_id IN (
+                SELECT credential_id FROM events WHERE actor_id = $id AND credential_id IS NOT NULL)
+            ORDER BY issued_at DESC NULLS LAST LIMIT 1000""", {"id": identity})
     return _df(lake, token, """
         WITH mine AS (
           SELECT DISTINCT credential_id FROM events
@@ -194,6 +241,14 @@ def identity_credentials(lake: str, token: str, identity: str) -> pd.DataFrame:
 @st.cache_data(ttl=TTL, show_spinner=False)
 def identity_delegations(lake: str, token: str, identity: str) -> pd.DataFrame:
     """Delegations the identity acted under, or granted to others."""
+    if _native(lake, token):
+        return _df(lake, token, """
+            SELECT CASE WHEN delegate = $id THEN 'acted for' ELSE 'delegated to' END AS direction,
+                   delegate, delegator, delegation_chain, delegated_scope, credential_id, task_id,
+                   valid_from, valid_until, how
+            FROM delegations
+            WHERE delegate = $id OR delegator = $id OR list_contains(delegation_chain, $id)
+            ORDER BY valid_from DESC NULLS LAST LIMIT 500""", {"id": identity})
     return _df(lake, token, """
         SELECT CASE WHEN actor_id = $id THEN 'acted for' ELSE 'delegated to' END AS direction,
                actor_id AS agent, on_behalf_of AS principal, delegation_chain AS chain,
