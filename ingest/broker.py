@@ -128,12 +128,12 @@ def wait_for_listener(bootstrap: str, timeout: float = 30.0) -> None:
 
     Raises BrokerUnavailable with advice when none does within ``timeout``.
     """
-    addrs = []
+    addrs: list[tuple[str, int]] = []
     for hp in bootstrap.split(","):
-        host, _, port = hp.strip().rpartition(":")
-        if not host or not port.isdigit():
+        host, _, port_s = hp.strip().rpartition(":")
+        if not host or not port_s.isdigit():
             raise BrokerUnavailable(f"bad bootstrap address {hp!r}: expected HOST:PORT")
-        addrs.append((host.strip("[]"), int(port)))
+        addrs.append((host.strip("[]"), int(port_s)))
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while True:

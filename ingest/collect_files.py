@@ -14,6 +14,7 @@ import io
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import IO, Any, cast
 
 import orjson
 
@@ -40,11 +41,11 @@ def expand(paths: Sequence[str | Path]) -> list[Path]:
     return out
 
 
-def _open(path: Path) -> io.BufferedIOBase:
+def _open(path: Path) -> IO[bytes]:
     f = open(path, "rb")  # noqa: SIM115 - returned to the caller, closed there
     if f.read(2) == b"\x1f\x8b":
         f.seek(0)
-        return gzip.open(f, "rb")  # type: ignore[return-value]
+        return cast(IO[bytes], gzip.GzipFile(fileobj=f, mode="rb"))
     f.seek(0)
     return f
 
@@ -77,9 +78,9 @@ def records(path: Path) -> Iterator[tuple[bytes, str, int]]:
                 yield whole.strip(), f"file:{path}:1", 1
                 return
             # not one JSON document after all: fall through to lines
-            stream: io.BufferedIOBase = io.BytesIO(whole)  # type: ignore[assignment]
+            stream: IO[bytes] = io.BytesIO(whole)
         else:
-            stream = io.BufferedReader(_Concat(data_head, f), buffer_size=1 << 20)  # type: ignore[assignment]
+            stream = io.BufferedReader(_Concat(data_head, f), buffer_size=1 << 20)
         for n, line in enumerate(stream, 1):
             line = line.strip()
             if line:
@@ -101,14 +102,14 @@ def _is_jsonl(head: bytes) -> bool:
 class _Concat(io.RawIOBase):
     """``head`` followed by the rest of ``f``, as one raw stream."""
 
-    def __init__(self, head: bytes, f: io.BufferedIOBase) -> None:
+    def __init__(self, head: bytes, f: IO[bytes]) -> None:
         self._head = memoryview(head)
         self._f = f
 
     def readable(self) -> bool:
         return True
 
-    def readinto(self, b: bytearray) -> int:  # type: ignore[override]
+    def readinto(self, b: Any) -> int:
         if self._head.nbytes:
             n = min(len(b), self._head.nbytes)
             b[:n] = self._head[:n]

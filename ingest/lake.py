@@ -215,6 +215,7 @@ class Lake:
                     f"SELECT {cols}, $day AS day FROM read_parquet($files) ORDER BY actor_id, time",  # noqa: S608
                     {"files": files, "day": day},
                 ).to_arrow_table()
+                assert tbl is not None
                 tbl = tbl.select(SCHEMA.names).cast(SCHEMA)
                 write_deltalake(
                     str(self.events_path), tbl, mode="overwrite", partition_by=["day"],

@@ -148,7 +148,7 @@ def normalize(
         sources.get(fmt)  # unknown format names are a usage error, raised before reading
     for item in items:
         raw, origin = item[0], item[1]
-        pos = item[2] if len(item) > 2 else None  # type: ignore[misc]
+        pos = item[2] if len(item) > 2 else None
         out.read += 1
         ne, nd = len(out.events), len(out.dead)
         _one(raw, origin, fmt, now, out)

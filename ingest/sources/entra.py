@@ -99,6 +99,9 @@ def _signin(rec: Mapping[str, Any], p: Mapping[str, Any], cat: str) -> Row:
     agent = d(p.get("agent"))
     agent_type = (gs(agent, "agentType") or "").lower()
     is_agent = agent_type in _AGENT_TYPES
+    actor: str | None
+    actor_type: str | None
+    behalf: str | None
     if kind == "human" and is_agent and user and sp and user != sp:
         actor, actor_type, behalf = sp, "agent", user  # an agent signed in on behalf of a user
     elif kind == "human":
@@ -239,6 +242,9 @@ def _audit(rec: Mapping[str, Any], p: Mapping[str, Any]) -> Row:
 
 
 def parse(rec: Record) -> list[Row]:
+    p: Mapping[str, Any]
+    env: Mapping[str, Any]
+    cat: str | None
     if _is_graph_signin(rec) and "properties" not in rec:
         p, cat, env = rec, "SignInLogs" if rec.get("isInteractive") is not False else "NonInteractiveUserSignInLogs", {}
         if gs(rec, "servicePrincipalId") and not gs(rec, "userPrincipalName"):
