@@ -1,0 +1,42 @@
+"""Small helpers shared by detector modules (row → finding plumbing; no detection logic)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from analytics.detectors.base import Detection, Finding, Link, iso
+
+USE_CATEGORIES = ("tool_call", "authorization", "api_activity")
+
+
+def uniq(xs: Iterable[Any]) -> tuple[str, ...]:
+    """Distinct non-null strings in first-seen order."""
+    out: dict[str, None] = {}
+    for x in xs:
+        if x is None:
+            continue
+        if isinstance(x, list | tuple):
+            for y in x:
+                if y is not None:
+                    out[str(y)] = None
+        else:
+            out[str(x)] = None
+    return tuple(out)
+
+
+def make(det: Detection, key: Sequence[str], identities: Iterable[Any], times: Iterable[dt.datetime],
+         event_ids: Iterable[Any], key_event_id: str, explanation: str, *, score: float = 1.0,
+         links: Sequence[Link] = (), facts: dict[str, Any] | None = None) -> Finding:
+    ts = sorted(t if t.tzinfo else t.replace(tzinfo=dt.UTC) for t in times)
+    return Finding(
+        detection=det.id, key=tuple(str(k) for k in key), identities=uniq(identities), first_seen=ts[0],
+        last_seen=ts[-1], event_ids=uniq(event_ids), key_event_id=key_event_id, explanation=explanation,
+        score=score, links=tuple(links),
+        facts=tuple(sorted((k, v if isinstance(v, str) else str(v)) for k, v in (facts or {}).items() if v is not None)),
+    )
+
+
+def fmt(t: dt.datetime) -> str:
+    return iso(t) or "?"

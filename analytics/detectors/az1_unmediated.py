@@ -1,0 +1,57 @@
+"""DP-AZ-1: a tool call with no authorization decision on its path."""
+
+from __future__ import annotations
+
+from analytics.detectors._common import make
+from analytics.detectors.base import Context, Detection, Finding, Link, Threshold, benign, ev, positive
+
+DETECTION = Detection(
+    id="DP-AZ-1", title="Unmediated action", severity="high",
+    description="A tool call has no policy decision on its path: none with the same trace and span, and none for "
+                "the same credential within the window either side. Something reached a tool around the policy "
+                "enforcement point. (Cloud API calls are decided by the cloud's own IAM and are not checked here.)",
+    nhi=("NHI5",), asi=("ASI02", "ASI03"), attack=("T1078",), csf=("PR.AA-05", "PR.PS-04", "DE.CM-09"),
+    maestro=("L3", "L6"), ai_rmf=("GOVERN 1.4", "MEASURE 2.7"),
+    thresholds=(Threshold("window_s", 5, "s", "how far a decision may be from the call it mediates"),),
+)
+
+_SQL = """
+SELECT m.event_id, m.time, m.actor_id, m.tool, m.resource, m.credential_id, m.src_workload, m.outcome
+FROM events m
+WHERE m.activity = 'tool.invoked' AND m.time BETWEEN $since AND $until
+  AND NOT EXISTS (
+    SELECT 1 FROM events d WHERE d.activity = 'decision'
+      AND ((d.trace_id = m.trace_id AND d.span_id = m.span_id) OR d.credential_id = m.credential_id)
+      AND d.time BETWEEN m.time - to_microseconds(CAST($w * 1e6 AS BIGINT))
+                     AND m.time + to_microseconds(CAST($w * 1e6 AS BIGINT)))
+ORDER BY m.time
+"""
+
+
+def detect(ctx: Context) -> list[Finding]:
+    w = ctx.p(DETECTION, "window_s")
+    return [make(
+        DETECTION, (r["event_id"],), [r["actor_id"]], [r["time"]], [r["event_id"]], r["event_id"],
+        f"{r['actor_id']} called {r['tool']} on {r['resource']} (outcome {r['outcome']}) and no policy decision "
+        f"exists for it: none on its trace/span and none for credential {r['credential_id']} within {w:.0f} s. "
+        "The call bypassed the policy enforcement point.",
+        links=[Link(r["event_id"], "-", "no_decision", f"no decision by trace/span or credential within ±{w:.0f} s")],
+        facts={"tool": r["tool"], "resource": r["resource"]},
+    ) for r in ctx.rows(_SQL, {**ctx.window(), "w": w})]
+
+
+def _tl(decision_lag: float | None) -> list[dict]:
+    evs = [ev(40, "x:call", "tool.invoked", category="tool_call", credential_id="j", actor_id="agent/r",
+              tool="files.read", trace_id="t", span_id="s", outcome="success")]
+    if decision_lag is not None:
+        evs.append(ev(40 - decision_lag, "x:dec", "decision", category="authorization", credential_id="j",
+                      actor_id="agent/r", decision="allow", trace_id="t", span_id="s"))
+    return evs
+
+
+EXAMPLES = (
+    positive("no decision at all", _tl(None), ("x:call",)),
+    positive("decision 1 s past the window", _tl(6), ("x:call",)),
+    benign("decision 4.2 s before the call", _tl(4.2)),
+    benign("decision exactly at the window edge", _tl(5)),
+)

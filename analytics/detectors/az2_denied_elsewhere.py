@@ -1,0 +1,73 @@
+"""DP-AZ-2: a denied request succeeds soon after through another identity on an unrelated path."""
+
+from __future__ import annotations
+
+from analytics.detectors._common import make
+from analytics.detectors.base import Context, Detection, Finding, Link, Threshold, benign, ev, positive
+
+DETECTION = Detection(
+    id="DP-AZ-2", title="Denied, then allowed elsewhere", severity="medium",
+    description="An identity is denied a tool on a resource; within the window a different identity, on another "
+                "trace (no causal link: that is DP-PC-2), is allowed the same tool on the same resource and the call "
+                "succeeds. The refusal was routed around through a second identity or path.",
+    nhi=("NHI5", "NHI9"), asi=("ASI03", "ASI10"), attack=("T1078",), csf=("PR.AA-05", "DE.AE-02", "DE.AE-03"),
+    maestro=("L6",), ai_rmf=("MEASURE 2.7",),
+    thresholds=(Threshold("window_s", 900, "s", "how long after the denial a success elsewhere counts"),),
+)
+
+_SQL = """
+WITH d AS (
+  SELECT event_id, time, actor_id, tool, resource, trace_id FROM events
+  WHERE activity = 'decision' AND decision = 'deny' AND tool IS NOT NULL AND resource IS NOT NULL
+)
+SELECT d.event_id AS deny_id, d.time AS deny_time, d.actor_id AS a_actor, d.tool, d.resource,
+       a.event_id AS allow_id, a.time AS allow_time, a.actor_id AS b_actor, m.event_id AS call_id,
+       dm.event_id AS deny_call_id
+FROM d JOIN events a ON a.activity = 'decision' AND a.decision = 'allow' AND a.tool = d.tool
+        AND a.resource = d.resource AND a.actor_id <> d.actor_id AND a.time > d.time
+        AND a.time <= d.time + to_microseconds(CAST($window * 1e6 AS BIGINT))
+        AND a.trace_id IS DISTINCT FROM d.trace_id
+JOIN events m ON m.activity = 'tool.invoked' AND m.trace_id = a.trace_id AND m.span_id = a.span_id
+        AND m.outcome = 'success'
+LEFT JOIN events dm ON dm.activity = 'tool.invoked' AND dm.trace_id = d.trace_id AND dm.span_id = (
+        SELECT x.span_id FROM events x WHERE x.event_id = d.event_id)
+WHERE a.time BETWEEN $since AND $until
+ORDER BY d.time
+"""
+
+
+def detect(ctx: Context) -> list[Finding]:
+    out = []
+    for r in ctx.rows(_SQL, {**ctx.window(), "window": ctx.p(DETECTION, "window_s")}):
+        gap = (r["allow_time"] - r["deny_time"]).total_seconds()
+        out.append(make(
+            DETECTION, (r["deny_id"], r["allow_id"]), [r["a_actor"], r["b_actor"]], [r["deny_time"], r["allow_time"]],
+            [r["deny_id"], r["deny_call_id"], r["allow_id"], r["call_id"]], r["allow_id"],
+            f"{r['a_actor']} was denied {r['tool']} on {r['resource']}; {gap:.0f} s later {r['b_actor']}, on an "
+            "unrelated trace, was allowed the same tool on the same resource and the call succeeded. "
+            "The denial was routed around through another identity.",
+            links=[Link(r["deny_id"], r["allow_id"], "denied_then_allowed", "same tool + resource within window"),
+                   Link(r["allow_id"], r["call_id"], "decided", "trace_id + span_id")],
+            facts={"tool": r["tool"], "resource": r["resource"]},
+        ))
+    return out
+
+
+def _tl(allow_at: float, same_trace: bool = False) -> list[dict]:
+    c = {"tool": "db.query", "resource": "db/payroll-1"}
+    return [
+        ev(3, "x:deny", "decision", category="authorization", actor_id="agent/analyst", decision="deny",
+           trace_id="t1", span_id="s1", **c),
+        ev(allow_at, "x:allow", "decision", category="authorization", actor_id="svc-batch", decision="allow",
+           trace_id="t1" if same_trace else "t2", span_id="s2", **c),
+        ev(allow_at + 0.05, "x:call", "tool.invoked", category="tool_call", actor_id="svc-batch", outcome="success",
+           trace_id="t1" if same_trace else "t2", span_id="s2", **c),
+    ]
+
+
+EXAMPLES = (
+    positive("service account allowed 4 min later", _tl(243), ("x:deny", "x:allow")),
+    positive("allowed exactly at the window edge", _tl(903), ("x:deny", "x:allow")),
+    benign("allowed 1 s after the window", _tl(904)),
+    benign("same trace (causal: PC-2's business)", _tl(243, same_trace=True)),
+)

@@ -1,0 +1,69 @@
+"""DP-CR-2: a secret read although it was not rotated within policy."""
+
+from __future__ import annotations
+
+from analytics.detectors._common import make
+from analytics.detectors.base import Context, Detection, Finding, Link, Threshold, benign, ev, positive
+
+DETECTION = Detection(
+    id="DP-CR-2", title="Stale secret", severity="medium",
+    description="A secret is read while its last rotation (a secret.rotated of the same path) is older than the "
+                "rotation policy, or no rotation is known at all. Stale static secrets are the NHI failure most "
+                "often behind breaches.",
+    nhi=("NHI7", "NHI2"), asi=("ASI03",), attack=("T1552",), csf=("PR.AA-01", "ID.AM-08"), maestro=("L4",),
+    thresholds=(Threshold("max_age_days", 90, "d", "secret rotation policy"),),
+)
+
+_SQL = """
+WITH rot AS (SELECT resource, time, event_id, request_id FROM events WHERE activity = 'secret.rotated')
+SELECT r.event_id, r.time, r.actor_id, r.resource, r.request_id,
+       (SELECT max(x.time) FROM rot x WHERE x.resource = r.resource AND x.time <= r.time) AS last_rot,
+       (SELECT arg_max(x.event_id, x.time) FROM rot x WHERE x.resource = r.resource AND x.time <= r.time) AS rot_id,
+       (SELECT arg_max(x.request_id, x.time) FROM rot x WHERE x.resource = r.resource AND x.time <= r.time) AS rot_req
+FROM events r
+WHERE r.activity = 'secret.read' AND r.resource IS NOT NULL AND r.time BETWEEN $since AND $until
+"""
+_REQ = "SELECT event_id FROM events WHERE activity = 'request' AND request_id = $r"
+
+
+def detect(ctx: Context) -> list[Finding]:
+    max_age = ctx.p(DETECTION, "max_age_days") * 86400
+    by: dict[tuple[str, str], list[dict]] = {}
+    for r in ctx.rows(_SQL, ctx.window()):
+        age = None if r["last_rot"] is None else (r["time"] - r["last_rot"]).total_seconds()
+        if age is not None and age <= max_age:
+            continue
+        r["age"] = age
+        by.setdefault((r["resource"], r["rot_id"] or "never"), []).append(r)
+    out = []
+    for (path, rot), rs in by.items():
+        reqs = [x["event_id"] for r in rs for q in (r["request_id"], r["rot_req"]) if q
+                for x in ctx.rows(_REQ, {"r": q})]
+        age = rs[0]["age"]
+        when = "no rotation is recorded" if age is None else f"it was last rotated {age / 86400:.0f} days earlier"
+        out.append(make(
+            DETECTION, (path, rot), [r["actor_id"] for r in rs], [r["time"] for r in rs],
+            [*(r["event_id"] for r in rs), *([rot] if rot != "never" else []), *reqs], rs[0]["event_id"],
+            f"Secret {path} was read {len(rs)} time(s) (first by {rs[0]['actor_id']}) while {when}; policy is "
+            f"{max_age / 86400:.0f} days. Rotate it and find what still depends on the old value.",
+            links=[Link(rot, r["event_id"], "read_after", "same secret path; read time - last rotation") for r in rs],
+            facts={"path": path, "age_days": "unknown" if age is None else f"{age / 86400:.0f}"},
+        ))
+    return out
+
+
+def _tl(age_days: float) -> list[dict]:
+    return [
+        ev(-age_days * 86400, "x:rot", "secret.rotated", category="credential", resource="secret/data/legacy/ftp",
+           actor_id="workload/rotator"),
+        ev(0, "x:read", "secret.read", category="credential", resource="secret/data/legacy/ftp",
+           actor_id="agent/coder"),
+    ]
+
+
+EXAMPLES = (
+    positive("rotated 120 days before", _tl(120), ("secret/data/legacy/ftp", "x:rot")),
+    positive("1 s over 90 days", _tl(90 + 1 / 86400), ("secret/data/legacy/ftp", "x:rot")),
+    benign("exactly 90 days", _tl(90)),
+    benign("rotated 80 days before", _tl(80)),
+)

@@ -1,0 +1,58 @@
+"""DP-DG-2: an agent workload presents a person's own credential, with no delegation."""
+
+from __future__ import annotations
+
+from analytics.detectors._common import make
+from analytics.detectors.base import Context, Detection, Finding, Link, benign, ev, positive
+
+DETECTION = Detection(
+    id="DP-DG-2", title="Agent as human", severity="high",
+    description="A call whose subject is a person (`actor_type` human), with no on-behalf-of and no delegation "
+                "chain, comes from an agent workload. The agent is impersonating the person with their own "
+                "token instead of a delegated (RFC 8693) one, so every action looks like the person's.",
+    nhi=("NHI10", "NHI9"), asi=("ASI03", "ASI09"), attack=("T1078", "T1550.001"), csf=("PR.AA-02", "PR.AA-03"),
+    maestro=("L3",), ai_rmf=("GOVERN 1.4",),
+)
+
+_SQL = """
+SELECT e.credential_id, e.src_workload, list(e.event_id ORDER BY e.time) AS ids, list(e.time ORDER BY e.time) AS times,
+       any_value(e.actor_id) AS person, any_value(c.issue_event_id) AS issue_id,
+       list(DISTINCT d.event_id) FILTER (WHERE d.event_id IS NOT NULL) AS decisions
+FROM events e LEFT JOIN dp_creds c USING (credential_id)
+LEFT JOIN events d ON d.activity = 'decision' AND d.trace_id = e.trace_id AND d.span_id = e.span_id
+WHERE e.activity = 'tool.invoked' AND e.actor_type = 'human' AND contains(coalesce(e.src_workload, ''), '/agent/')
+  AND e.on_behalf_of IS NULL AND len(coalesce(e.delegation_chain, [])) <= 1
+GROUP BY e.credential_id, e.src_workload
+HAVING max(e.time) >= $since AND min(e.time) <= $until
+"""
+
+
+def detect(ctx: Context) -> list[Finding]:
+    out = []
+    for r in ctx.rows(_SQL, ctx.window()):
+        out.append(make(
+            DETECTION, (r["credential_id"] or "-", r["src_workload"]), [r["src_workload"], r["person"]], r["times"],
+            [r["issue_id"], *(r["decisions"] or []), *r["ids"]], r["ids"][0],
+            f"Agent workload {r['src_workload']} presented {r['person']}'s own credential {r['credential_id']} "
+            f"in {len(r['ids'])} call(s), with no delegation. An agent must act with its own or a delegated token; "
+            "using a person's token hides the agent and gives it all of the person's rights.",
+            links=[Link(r["credential_id"] or "?", i, "presented_by_agent", "credential subject is a person, peer "
+                        "SPIFFE ID is an agent") for i in r["ids"]],
+            facts={"person": r["person"], "workload": r["src_workload"]},
+        ))
+    return out
+
+
+def _call(on_behalf: str | None, chain: list[str] | None, actor: str, actor_type: str) -> dict:
+    return ev(10, "x:call", "tool.invoked", category="tool_call", credential_id="ptok", actor_id=actor,
+              actor_type=actor_type, on_behalf_of=on_behalf, delegation_chain=chain,
+              src_workload="spiffe://c/agent/coder", tool="repo.read")
+
+
+EXAMPLES = (
+    positive("coder presents bob's token", [_call(None, None, "bob@corp.example", "human")],
+             ("ptok", "spiffe://c/agent/coder")),
+    benign("coder acting on behalf of bob (delegated)",
+           [_call("bob@corp.example", ["bob@corp.example", "spiffe://c/agent/coder"], "spiffe://c/agent/coder",
+                  "agent")]),
+)

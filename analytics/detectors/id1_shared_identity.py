@@ -1,0 +1,56 @@
+"""DP-ID-1: one non-human identity used from several workloads."""
+
+from __future__ import annotations
+
+from analytics.detectors._common import make
+from analytics.detectors.base import Context, Detection, Finding, Link, Threshold, benign, ev, positive
+
+DETECTION = Detection(
+    id="DP-ID-1", title="Shared identity", severity="medium",
+    description="One non-human identity (agent, workload, service account) acts from two or more distinct "
+                "workloads (tool calls and policy decisions carrying `src_workload`). Replicas share one SPIFFE ID "
+                "and count once; different workloads sharing an account lose attribution and least privilege.",
+    nhi=("NHI9",), asi=("ASI03",), attack=("T1078",), csf=("PR.AA-01", "PR.AA-02"), maestro=("L4",),
+    ai_rmf=("GOVERN 1.4",), match="identity",
+    thresholds=(Threshold("min_workloads", 2, "workloads", "distinct workloads that make an identity shared"),),
+)
+
+_SQL = """
+SELECT actor_id, list(DISTINCT src_workload) AS workloads, list(event_id ORDER BY time) AS ids,
+       list(time ORDER BY time) AS times
+FROM events
+WHERE activity IN ('tool.invoked', 'decision') AND src_workload IS NOT NULL AND actor_id IS NOT NULL
+  AND coalesce(actor_type, '') <> 'human'
+GROUP BY actor_id
+HAVING count(DISTINCT src_workload) >= $min AND max(time) >= $since AND min(time) <= $until
+"""
+
+
+def detect(ctx: Context) -> list[Finding]:
+    out = []
+    for r in ctx.rows(_SQL, {**ctx.window(), "min": int(ctx.p(DETECTION, "min_workloads"))}):
+        wl = sorted(r["workloads"])
+        creds = ctx.rows("SELECT issue_event_id FROM dp_creds WHERE holder = $a", {"a": r["actor_id"]})
+        out.append(make(
+            DETECTION, (r["actor_id"],), [r["actor_id"]], r["times"],
+            [*r["ids"], *(c["issue_event_id"] for c in creds)], r["ids"][0],
+            f"Identity {r['actor_id']} acted from {len(wl)} workloads ({', '.join(wl)}) between {r['times'][0]:%Y-%m-%d %H:%M:%S} "
+            f"and {r['times'][-1]:%H:%M:%S}. One identity per workload keeps attribution and least privilege; "
+            "a shared one cannot tell its users apart.",
+            links=[Link(r["actor_id"], w, "acted_from", "src_workload of its calls and decisions") for w in wl],
+            facts={"workloads": ",".join(wl)},
+        ))
+    return out
+
+
+def _call(t: float, eid: str, wl: str) -> dict:
+    return ev(t, eid, "tool.invoked", category="tool_call", actor_id="svc-reporting", actor_type="service_account",
+              src_workload=wl, tool="reports.read")
+
+
+EXAMPLES = (
+    positive("two workloads", [_call(0, "x:1", "workload/report-cron"), _call(300, "x:2", "workload/etl-worker")],
+             ("svc-reporting",)),
+    benign("one workload, many calls", [_call(0, "x:1", "workload/report-cron"),
+                                         _call(300, "x:2", "workload/report-cron")]),
+)

@@ -1,0 +1,91 @@
+"""DP-TR-1: one credential presented from two or more origins (workloads, else addresses)."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from analytics.detectors._common import USE_CATEGORIES, fmt, make
+from analytics.detectors.base import Context, Detection, Finding, Link, Threshold, benign, ev, positive
+
+DETECTION = Detection(
+    id="DP-TR-1", title="Token reuse: several origins", severity="high",
+    description="One credential is used from two or more origins during its lifetime. The origin of a use is "
+                "its workload (SPIFFE ID) when known, else its source address. A per-task token presented by a "
+                "second workload, or by an unknown peer, has been copied.",
+    nhi=("NHI2", "NHI9"), asi=("ASI03",), attack=("T1550.001", "T1528"), csf=("PR.AA-03", "DE.CM-03"),
+    maestro=("L4", "L7"), ai_rmf=("MEASURE 2.7",),
+    thresholds=(Threshold("min_origins", 2, "origins", "distinct origins that make a use suspicious"),),
+)
+
+_SQL = f"""
+SELECT credential_id, list(event_id ORDER BY time) AS ids, list(time ORDER BY time) AS times,
+       list(DISTINCT coalesce(src_workload, src_ip)) AS origins,
+       list(DISTINCT src_workload) FILTER (WHERE src_workload IS NOT NULL) AS workloads,
+       list(DISTINCT src_ip) FILTER (WHERE src_ip IS NOT NULL) AS ips,
+       list(DISTINCT user_agent) FILTER (WHERE user_agent IS NOT NULL) AS uas,
+       list(DISTINCT actor_id) FILTER (WHERE actor_id IS NOT NULL) AS actors,
+       max(time) AS last_use
+FROM events
+WHERE credential_id IS NOT NULL AND category IN {USE_CATEGORIES}
+  AND activity NOT IN ('token.issued', 'token.exchanged', 'token.refreshed', 'svid.minted', 'role.assumed')
+GROUP BY credential_id
+HAVING count(DISTINCT coalesce(src_workload, src_ip)) >= $min_origins
+   AND max(time) >= $since AND min(time) <= $until
+"""
+
+
+def _net(ip: str) -> str:
+    try:
+        return str(ipaddress.ip_network(f"{ip}/24", strict=False))
+    except ValueError:
+        return ip
+
+
+def score(workloads: int, ips: list[str], uas: int) -> float:
+    """Fidelity in [0, 1]: more distinct workloads, networks (/24), addresses and user agents → higher."""
+    nets = len({_net(i) for i in ips})
+    raw = 0.4 * max(0, workloads - 1) + 0.25 * max(0, nets - 1) + 0.1 * max(0, len(ips) - 1) + 0.25 * max(0, uas - 1)
+    return round(min(1.0, 0.3 + raw), 3)
+
+
+def detect(ctx: Context) -> list[Finding]:
+    out = []
+    for r in ctx.rows(_SQL, {**ctx.window(), "min_origins": int(ctx.p(DETECTION, "min_origins"))}):
+        cid = r["credential_id"]
+        iss = ctx.rows("SELECT issue_event_id, holder FROM dp_creds WHERE credential_id = $c", {"c": cid})
+        ids = ([iss[0]["issue_event_id"]] if iss else []) + list(r["ids"])
+        origins = sorted(str(o) for o in r["origins"])
+        s = score(len(r["workloads"] or []), list(r["ips"] or []), len(r["uas"] or []))
+        out.append(make(
+            DETECTION, (cid,), [*(r["actors"] or []), *(x["holder"] for x in iss)], r["times"], ids, r["ids"][-1],
+            f"Credential {cid} was used from {len(origins)} origins ({', '.join(origins)}) between "
+            f"{fmt(r['times'][0])} and {fmt(r['times'][-1])}; a credential bound to one workload should be "
+            f"presented by that workload only, so a second origin means it was copied or stolen "
+            f"(fidelity score {s}).",
+            score=s, links=[Link(cid, o, "used_from", "credential_id of the use, origin = src_workload else src_ip")
+                            for o in origins],
+            facts={"credential_id": cid, "origins": ",".join(origins)},
+        ))
+    return out
+
+
+_T = "task-1"
+_iss = ev(0, "x:iss", "token.exchanged", category="credential", credential_id="jti-1", actor_id="agent/r",
+          actor_type="agent", task_id=_T, scope=["kb:search"], credential_expires_at=900)
+
+
+def _use(t: float, eid: str, wl: str | None, ip: str, ua: str = "agentkit/1.4") -> dict:
+    return ev(t, eid, "tool.invoked", category="tool_call", credential_id="jti-1", actor_id="agent/r",
+              actor_type="agent", src_workload=wl, src_ip=ip, user_agent=ua, task_id=_T, tool="kb.search")
+
+
+EXAMPLES = (
+    positive("stolen token used from an unknown peer",
+             [_iss, _use(2, "x:u1", "spiffe://c/agent/r", "10.20.1.11"),
+              _use(120, "x:u2", None, "198.51.100.10", "python-requests/2.32.3")], ("jti-1",)),
+    positive("two workloads", [_iss, _use(2, "x:u1", "spiffe://c/agent/r", "10.20.1.11"),
+                               _use(9, "x:u2", "spiffe://c/agent/other", "10.20.1.11")], ("jti-1",)),
+    benign("NAT change: one workload, two addresses",
+           [_iss, _use(2, "x:u1", "spiffe://c/agent/r", "10.20.1.11"),
+            _use(60, "x:u2", "spiffe://c/agent/r", "10.21.1.100")]),
+)

@@ -1,0 +1,66 @@
+"""DP-TR-2: a credential used after its expiry, beyond the allowed clock skew."""
+
+from __future__ import annotations
+
+from analytics.detectors._common import fmt, make
+from analytics.detectors.base import Context, Detection, Finding, Link, Threshold, benign, ev, positive
+
+DETECTION = Detection(
+    id="DP-TR-2", title="Token reuse: after expiry", severity="high",
+    description="A credential is presented after its expiry plus the clock-skew allowance. The expiry is the one "
+                "recorded at issuance, else the one carried by the use itself. A working token service rejects "
+                "it, so a success means a replayed token or a relying party that does not check expiry.",
+    nhi=("NHI7", "NHI4"), asi=("ASI03",), attack=("T1550.001",), csf=("PR.AA-03", "PR.AA-04", "DE.CM-03"),
+    maestro=("L4",), ai_rmf=("MEASURE 2.7",),
+    thresholds=(Threshold("clock_skew_s", 60, "s", "tolerated difference between clocks"),),
+)
+
+_SQL = """
+SELECT u.credential_id, u.event_id, u.time, u.actor_id, coalesce(c.expires_at, u.credential_expires_at) AS exp,
+       c.issue_event_id, c.holder
+FROM events u LEFT JOIN dp_creds c USING (credential_id)
+WHERE u.credential_id IS NOT NULL AND u.category IN ('tool_call', 'authorization', 'api_activity')
+  AND u.time BETWEEN $since AND $until
+  AND coalesce(c.expires_at, u.credential_expires_at) IS NOT NULL
+  AND u.time > coalesce(c.expires_at, u.credential_expires_at) + to_microseconds(CAST($skew * 1e6 AS BIGINT))
+ORDER BY u.credential_id, u.time
+"""
+
+
+def detect(ctx: Context) -> list[Finding]:
+    skew = ctx.p(DETECTION, "clock_skew_s")
+    by: dict[str, list[dict]] = {}
+    for r in ctx.rows(_SQL, {**ctx.window(), "skew": skew}):
+        by.setdefault(r["credential_id"], []).append(r)
+    out = []
+    for cid, rs in by.items():
+        exp = rs[0]["exp"]
+        late = (rs[0]["time"] - exp).total_seconds()
+        out.append(make(
+            DETECTION, (cid,), [*(r["actor_id"] for r in rs), rs[0]["holder"]], [r["time"] for r in rs],
+            [rs[0]["issue_event_id"], *(r["event_id"] for r in rs)], rs[0]["event_id"],
+            f"Credential {cid} expired at {fmt(exp)} but was used {len(rs)} time(s) afterwards, the first "
+            f"{late:.0f} s after expiry (allowed clock skew {skew:.0f} s). An expired token should be refused; "
+            "its use means it was replayed or a service does not check expiry.",
+            links=[Link(cid, r["event_id"], "used_after_expiry", "credential_id; time > expires_at + skew")
+                   for r in rs],
+            facts={"credential_id": cid, "expires_at": fmt(exp), "seconds_late": f"{late:.0f}"},
+        ))
+    return out
+
+
+def _timeline(use_at: float) -> list[dict]:
+    return [
+        ev(0, "x:iss", "token.exchanged", category="credential", credential_id="jti-2", actor_id="agent/c",
+           actor_type="agent", credential_expires_at=300),
+        ev(use_at, "x:use", "tool.invoked", category="tool_call", credential_id="jti-2", actor_id="agent/c",
+           src_workload="agent/c", src_ip="10.0.0.1"),
+    ]
+
+
+EXAMPLES = (
+    positive("used 10 min after expiry", _timeline(900), ("jti-2",)),
+    positive("used 1 s over the skew", _timeline(361), ("jti-2",)),
+    benign("used exactly at the skew limit", _timeline(360)),
+    benign("used 30 s after expiry (inside skew)", _timeline(330)),
+)

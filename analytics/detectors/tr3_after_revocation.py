@@ -1,0 +1,65 @@
+"""DP-TR-3: a credential used after it was revoked, beyond the propagation grace."""
+
+from __future__ import annotations
+
+from analytics.detectors._common import fmt, make
+from analytics.detectors.base import Context, Detection, Finding, Link, Threshold, benign, ev, positive
+
+DETECTION = Detection(
+    id="DP-TR-3", title="Token reuse: after revocation", severity="high",
+    description="A credential is presented after it was revoked, later than the revocation propagation grace. "
+                "Revocation at task end is the control that bounds a per-task token; a use after it means the "
+                "token was kept and replayed, or a resource server does not honour revocation.",
+    nhi=("NHI1", "NHI4"), asi=("ASI03",), attack=("T1550.001",), csf=("PR.AA-01", "PR.AA-03", "DE.CM-03"),
+    maestro=("L4",), ai_rmf=("MANAGE 4.1",),
+    thresholds=(Threshold("revocation_grace_s", 30, "s", "time a revocation takes to reach every relying party"),),
+)
+
+_SQL = """
+SELECT u.credential_id, u.event_id, u.time, u.actor_id, c.revoked_at, c.revoke_event_id, c.issue_event_id, c.holder
+FROM events u JOIN dp_creds c USING (credential_id)
+WHERE u.category IN ('tool_call', 'authorization', 'api_activity') AND c.revoked_at IS NOT NULL
+  AND u.time BETWEEN $since AND $until
+  AND u.time > c.revoked_at + to_microseconds(CAST($grace * 1e6 AS BIGINT))
+ORDER BY u.credential_id, u.time
+"""
+
+
+def detect(ctx: Context) -> list[Finding]:
+    grace = ctx.p(DETECTION, "revocation_grace_s")
+    by: dict[str, list[dict]] = {}
+    for r in ctx.rows(_SQL, {**ctx.window(), "grace": grace}):
+        by.setdefault(r["credential_id"], []).append(r)
+    out = []
+    for cid, rs in by.items():
+        rv = rs[0]["revoked_at"]
+        late = (rs[0]["time"] - rv).total_seconds()
+        out.append(make(
+            DETECTION, (cid,), [*(r["actor_id"] for r in rs), rs[0]["holder"]], [rv, *(r["time"] for r in rs)],
+            [rs[0]["issue_event_id"], rs[0]["revoke_event_id"], *(r["event_id"] for r in rs)], rs[0]["event_id"],
+            f"Credential {cid} was revoked at {fmt(rv)} and used {len(rs)} time(s) afterwards, the first {late:.0f} s "
+            f"after revocation (grace {grace:.0f} s). A revoked token must not work; this use means it was kept "
+            "and replayed, or the resource server ignores revocation.",
+            links=[Link(rs[0]["revoke_event_id"], r["event_id"], "used_after_revocation",
+                        "credential_id; time > revoked_at + grace") for r in rs],
+            facts={"credential_id": cid, "revoked_at": fmt(rv), "seconds_late": f"{late:.0f}"},
+        ))
+    return out
+
+
+def _timeline(use_at: float) -> list[dict]:
+    return [
+        ev(0, "x:iss", "token.exchanged", category="credential", credential_id="jti-3", actor_id="agent/s",
+           actor_type="agent", credential_expires_at=900),
+        ev(60, "x:rev", "token.revoked", category="credential", credential_id="jti-3", actor_id="agent/s"),
+        ev(use_at, "x:use", "decision", category="authorization", credential_id="jti-3", actor_id="agent/s",
+           decision="allow"),
+    ]
+
+
+EXAMPLES = (
+    positive("used 5 min after revocation", _timeline(360), ("jti-3",)),
+    positive("used 1 s over the grace", _timeline(91), ("jti-3",)),
+    benign("used exactly at the grace limit", _timeline(90)),
+    benign("in-flight call 8 s after revocation", _timeline(68)),
+)

@@ -1,0 +1,61 @@
+"""DP-TR-4: a per-task credential used for another task."""
+
+from __future__ import annotations
+
+from analytics.detectors._common import make
+from analytics.detectors.base import Context, Detection, Finding, Link, benign, ev, positive
+
+DETECTION = Detection(
+    id="DP-TR-4", title="Token reuse: outside its task", severity="medium",
+    description="A credential issued for one agent task is presented in a request that carries another task id "
+                "(sub-tasks `<task>.<n>` of the same task excepted). Per-task credentials bound blast radius to one "
+                "task; crossing tasks defeats that binding.",
+    nhi=("NHI9", "NHI5"), asi=("ASI03", "ASI02"), attack=("T1550.001",), csf=("PR.AA-05", "DE.CM-03"),
+    maestro=("L3",), ai_rmf=("MEASURE 2.7",),
+)
+
+_SQL = """
+SELECT u.credential_id, u.event_id, u.time, u.actor_id, u.task_id AS used_task, c.task_id AS cred_task,
+       c.issue_event_id, c.holder
+FROM events u JOIN dp_creds c USING (credential_id)
+WHERE u.category IN ('tool_call', 'authorization', 'api_activity') AND c.task_id IS NOT NULL
+  AND u.task_id IS NOT NULL AND u.task_id <> c.task_id AND NOT starts_with(u.task_id, c.task_id || '.')
+  AND u.time BETWEEN $since AND $until
+ORDER BY u.credential_id, u.time
+"""
+
+
+def detect(ctx: Context) -> list[Finding]:
+    by: dict[str, list[dict]] = {}
+    for r in ctx.rows(_SQL, ctx.window()):
+        by.setdefault(r["credential_id"], []).append(r)
+    out = []
+    for cid, rs in by.items():
+        tasks = sorted({r["used_task"] for r in rs})
+        out.append(make(
+            DETECTION, (cid,), [*(r["actor_id"] for r in rs), rs[0]["holder"]], [r["time"] for r in rs],
+            [rs[0]["issue_event_id"], *(r["event_id"] for r in rs)], rs[0]["event_id"],
+            f"Credential {cid} was issued for task {rs[0]['cred_task']} but presented {len(rs)} time(s) in requests "
+            f"for task(s) {', '.join(tasks)}. A per-task credential must stay within its task; reuse across tasks "
+            "lets one task act with another's grant.",
+            links=[Link(rs[0]["issue_event_id"], r["event_id"], "used_for_other_task",
+                        "credential_id; use task_id differs from issuance task_id") for r in rs],
+            facts={"credential_id": cid, "issued_for_task": rs[0]["cred_task"], "used_for_tasks": ",".join(tasks)},
+        ))
+    return out
+
+
+def _tl(task: str) -> list[dict]:
+    return [
+        ev(0, "x:iss", "token.exchanged", category="credential", credential_id="jti-4", actor_id="agent/a",
+           actor_type="agent", task_id="task-X"),
+        ev(30, "x:use", "tool.invoked", category="tool_call", credential_id="jti-4", actor_id="agent/a",
+           task_id=task),
+    ]
+
+
+EXAMPLES = (
+    positive("task X token used for task Y", _tl("task-Y"), ("jti-4",)),
+    benign("used for its own task", _tl("task-X")),
+    benign("used for a sub-task of its task", _tl("task-X.1")),
+)
