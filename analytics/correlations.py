@@ -144,8 +144,8 @@ def compile_sql(c: Correlation) -> tuple[str, dict[str, Any]]:
     for i, s in enumerate(steps):
         if i:
             prev, first = steps[i - 1].name, steps[0].name
-            joined = {col for col, _ in s.join}
-            conds += [f"{s.name}.{k} = {first}.{k}" for k in c.key if k not in joined]
+            if not s.join:  # a step with `join` links by those columns instead of the rule's key
+                conds += [f"{s.name}.{k} = {first}.{k}" for k in c.key]
             conds += [f"{s.name}.{col} = {_ref(ref, seen)}" for col, ref in s.join]
             conds.append(f"{s.name}.time >= {prev}.time")
             conds.append(f"{s.name}.time <= {first}.time + to_microseconds(CAST({p.add(c.window_s)} * 1e6 AS BIGINT))")
@@ -155,8 +155,8 @@ def compile_sql(c: Correlation) -> tuple[str, dict[str, Any]]:
         a = c.absent
         ctes.append(_cte(a.step, c.key, p))
         ac = [f"{a.step.name}.{col} = {_ref(ref, seen)}" for col, ref in a.step.join]
-        joined = {col for col, _ in a.step.join}
-        ac += [f"{a.step.name}.{k} = {steps[0].name}.{k}" for k in c.key if k not in joined]
+        if not a.step.join:
+            ac += [f"{a.step.name}.{k} = {steps[0].name}.{k}" for k in c.key]
         ac.append(f"{a.step.name}.time >= {a.after}.time")
         ac.append(f"{a.step.name}.time <= {a.after}.time + to_microseconds(CAST({p.add(a.within_s)} * 1e6 AS BIGINT))")
         conds.append(f"NOT EXISTS (SELECT 1 FROM {a.step.name} WHERE {' AND '.join(ac)})")

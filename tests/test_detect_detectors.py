@@ -71,3 +71,24 @@ def test_threshold_override_moves_the_edge(tmp_path: Path) -> None:
     con = connect(write_lake(tmp_path, events))
     assert {f.key for f in detect_findings(con, ["DP-TR-2"])} == {("jti-2",)}
     assert detect_findings(con, ["DP-TR-2"], {"DP-TR-2.clock_skew_s": 61}) == []
+
+
+# A small mixed timeline used by the run tests: one TR-2 and one TR-3 positive.
+def _run_events() -> tuple[dict[str, Any], ...]:
+    """A TR-2 positive (used 10 min after expiry) and a TR-3 positive (used 5 min after revocation)."""
+    from analytics.detectors.base import ev
+
+    return (
+        ev(0, "r:iss2", "token.exchanged", category="credential", credential_id="jti-2", actor_id="agent/c",
+           actor_type="agent", credential_expires_at=300),
+        ev(900, "r:use2", "decision", category="authorization", credential_id="jti-2", actor_id="agent/c",
+           decision="allow"),
+        ev(0, "r:iss3", "token.exchanged", category="credential", credential_id="jti-3", actor_id="agent/s",
+           actor_type="agent", credential_expires_at=900),
+        ev(60, "r:rev3", "token.revoked", category="credential", credential_id="jti-3", actor_id="agent/s"),
+        ev(360, "r:use3", "decision", category="authorization", credential_id="jti-3", actor_id="agent/s",
+           decision="allow"),
+    )
+
+
+REPO_EVENTS = _run_events()
