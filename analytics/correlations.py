@@ -128,10 +128,11 @@ def _cte(s: Step, key: Sequence[str], p: _Params) -> str:
         f = "arg_max" if s.agg == "last" else "arg_min"
         t = "max" if s.agg == "last" else "min"
         keys = ", ".join(key)
-        return (f"{s.name} AS (SELECT {keys}, {f}(event_id, time) AS event_id, {t}(time) AS time "
+        # identifiers: step names are checked identifiers, columns are checked against the schema
+        return (f"{s.name} AS (SELECT {keys}, {f}(event_id, time) AS event_id, {t}(time) AS time "  # noqa: S608
                 f"FROM events WHERE {where} AND {' AND '.join(f'{k} IS NOT NULL' for k in key) or 'true'} "
                 f"GROUP BY {keys})")
-    return f"{s.name} AS (SELECT * FROM events WHERE {where})"
+    return f"{s.name} AS (SELECT * FROM events WHERE {where})"  # noqa: S608 (checked identifiers; values are $params)
 
 
 def compile_sql(c: Correlation) -> tuple[str, dict[str, Any]]:
@@ -159,10 +160,10 @@ def compile_sql(c: Correlation) -> tuple[str, dict[str, Any]]:
             ac += [f"{a.step.name}.{k} = {steps[0].name}.{k}" for k in c.key]
         ac.append(f"{a.step.name}.time >= {a.after}.time")
         ac.append(f"{a.step.name}.time <= {a.after}.time + to_microseconds(CAST({p.add(a.within_s)} * 1e6 AS BIGINT))")
-        conds.append(f"NOT EXISTS (SELECT 1 FROM {a.step.name} WHERE {' AND '.join(ac)})")
+        conds.append(f"NOT EXISTS (SELECT 1 FROM {a.step.name} WHERE {' AND '.join(ac)})")  # noqa: S608
     sel = [f"{steps[0].name}.{k} AS key_{k}" for k in c.key]
     sel += [f"{s.name}.event_id AS {s.name}_event_id, {s.name}.time AS {s.name}_time" for s in steps]
-    sql = (f"WITH {', '.join(ctes)} SELECT DISTINCT {', '.join(sel)} FROM {', '.join(s.name for s in steps)} "
+    sql = (f"WITH {', '.join(ctes)} SELECT DISTINCT {', '.join(sel)} FROM {', '.join(s.name for s in steps)} "  # noqa: S608
            f"WHERE {' AND '.join(conds) or 'true'}")
     return sql, p.values
 

@@ -24,7 +24,7 @@ import orjson
 from analytics import alerts as al
 from analytics.detectors import BY_ID, REGISTRY
 from analytics.detectors import views as dviews
-from analytics.detectors.base import Context, Finding
+from analytics.detectors.base import Context, Finding, iso
 from ingest.errors import ConfigError
 
 DEFAULT_LOOKBACK = dt.timedelta(hours=6)
@@ -58,7 +58,7 @@ class DetectResult:
         return {"new_alerts": len(self.new_alerts), "alerts": [a.to_json() for a in self.new_alerts],
                 "findings": self.findings,
                 "suppressed": [{"alert_id": a, "reason": r} for a, r in self.suppressed],
-                "windows": {k: [al.iso(s), al.iso(u)] for k, (s, u) in self.windows.items()}}
+                "windows": {k: [iso(s), iso(u)] for k, (s, u) in self.windows.items()}}
 
 
 def connect(lake_dir: str | Path, memory_limit: str = "2GB") -> duckdb.DuckDBPyConnection:
@@ -104,6 +104,8 @@ def run(settings: DetectSettings) -> DetectResult:
     from analytics.detectors.suppress import load_suppressions
 
     lake_dir = Path(settings.lake_dir)
+    if not lake_dir.is_dir():
+        raise ConfigError(f"no lake at {lake_dir}: pass --lake DIR (ingest first with `decisionpath ingest file ...`)")
     unknown = [r for r in settings.rules if r not in BY_ID]
     if unknown:
         raise ConfigError(f"unknown detection id(s): {', '.join(unknown)}; known: {', '.join(sorted(BY_ID))}")
@@ -116,7 +118,7 @@ def run(settings: DetectSettings) -> DetectResult:
     now = dt.datetime.now(dt.UTC)
     found: list[tuple[Any, Finding]] = []
     windows: dict[str, tuple[dt.datetime, dt.datetime]] = {}
-    if lo is None:
+    if lo is None or hi is None:
         return DetectResult((), 0, (), {})
     for m in mods:
         det = m.DETECTION
@@ -155,7 +157,7 @@ def run(settings: DetectSettings) -> DetectResult:
     for a in new:
         new_by_det[a.detection] = new_by_det.get(a.detection, 0) + 1
     fcount: dict[str, int] = {}
-    for m, f in found:
+    for m, _f in found:
         fcount[m.DETECTION.id] = fcount.get(m.DETECTION.id, 0) + 1
     al.append(lake_dir / "detect_state", [
         {"detection": d, "detector_version": BY_ID[d].DETECTION.version, "since": s, "until": u, "run_id": run_id,
@@ -224,7 +226,7 @@ def detect_findings(con: duckdb.DuckDBPyConnection, rules: Sequence[str] = (),
     """Pure: every finding over all of ``events`` on a connection (no lake writes)."""
     dviews.install(con)
     lo, hi = _event_range(con)
-    if lo is None:
+    if lo is None or hi is None:
         return []
     out: list[Finding] = []
     for m in ([BY_ID[r] for r in rules] if rules else REGISTRY):

@@ -112,7 +112,7 @@ def score(alerts: Sequence[dict[str, Any]], incidents: Sequence[Incident]) -> di
                                   "hits": [h for h in hits if h["alert_ids"]]}}
 
 
-def score_triage(alerts: Sequence[dict[str, Any]], marks: dict[str, dict]) -> dict[str, Any]:
+def score_triage(alerts: Sequence[dict[str, Any]], marks: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Precision per detection against analysts' marks (true_positive vs false_positive/benign); open excluded."""
     per: dict[str, dict[str, Any]] = {}
     for d in sorted({a["detection"] for a in alerts}):

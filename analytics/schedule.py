@@ -42,10 +42,14 @@ def run_schedule_cli(args: argparse.Namespace) -> int:
         stop.set()
 
     old = {s: signal.signal(s, _stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    def _emit(r: DetectResult) -> None:
+        emit(r, args)
+        sys.stdout.flush()
+
     try:
         settings = settings_from_args(args)
         runs = loop(lambda: run(settings), every, stop, getattr(args, "max_runs", None),
-                    on_result=lambda r: (emit(r, args), sys.stdout.flush()))
+                    on_result=_emit)
     finally:
         for s, h in old.items():
             signal.signal(s, h)

@@ -6,6 +6,7 @@ import argparse
 import datetime as dt
 import sys
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import orjson
@@ -26,7 +27,7 @@ TRIAGE_SCHEMA = pa.schema([
 ])
 
 
-def mark_alert(lake_dir: str | Path, alert_id: str, verdict: str, note: str = "", by: str = "analyst") -> dict:
+def mark_alert(lake_dir: str | Path, alert_id: str, verdict: str, note: str = "", by: str = "analyst") -> dict[str, Any]:
     """Record a triage mark for an existing alert; returns the stored mark."""
     if verdict not in VERDICTS:
         raise ConfigError(f"verdict must be one of {', '.join(VERDICTS)}, not {verdict!r}")
@@ -38,12 +39,12 @@ def mark_alert(lake_dir: str | Path, alert_id: str, verdict: str, note: str = ""
     return row
 
 
-def latest_marks(lake_dir: str | Path) -> dict[str, dict]:
+def latest_marks(lake_dir: str | Path) -> dict[str, dict[str, Any]]:
     """alert_id → its latest mark."""
     t = al.table(Path(lake_dir) / "triage")
     if t is None:
         return {}
-    out: dict[str, dict] = {}
+    out: dict[str, dict[str, Any]] = {}
     for r in sorted(t.to_pyarrow_table().to_pylist(), key=lambda r: r["marked_at"]):
         out[r["alert_id"]] = r
     return out

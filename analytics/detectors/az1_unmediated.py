@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from analytics.detectors._common import make
 from analytics.detectors.base import Context, Detection, Finding, Link, Threshold, benign, ev, positive
 
@@ -40,7 +42,7 @@ def detect(ctx: Context) -> list[Finding]:
     ) for r in ctx.rows(_SQL, {**ctx.window(), "w": w})]
 
 
-def _tl(decision_lag: float | None) -> list[dict]:
+def _tl(decision_lag: float | None) -> list[dict[str, Any]]:
     evs = [ev(40, "x:call", "tool.invoked", category="tool_call", credential_id="j", actor_id="agent/r",
               tool="files.read", trace_id="t", span_id="s", outcome="success")]
     if decision_lag is not None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from analytics.detectors._common import make
 from analytics.detectors.base import Context, Detection, Finding, Link, Threshold, benign, ev, positive
 
@@ -53,7 +55,7 @@ def detect(ctx: Context) -> list[Finding]:
     return out
 
 
-def _tl(allow_at: float, same_trace: bool = False) -> list[dict]:
+def _tl(allow_at: float, same_trace: bool = False) -> list[dict[str, Any]]:
     c = {"tool": "db.query", "resource": "db/payroll-1"}
     return [
         ev(3, "x:deny", "decision", category="authorization", actor_id="agent/analyst", decision="deny",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from analytics.detectors._common import make
 from analytics.detectors.base import Context, Detection, Finding, Link, Threshold, benign, ev, positive
 
@@ -38,7 +40,7 @@ def detect(ctx: Context) -> list[Finding]:
     ) for r in ctx.rows(_SQL, {**ctx.window(), "max": mx})]
 
 
-def _tl(life: float) -> list[dict]:
+def _tl(life: float) -> list[dict[str, Any]]:
     return [ev(0, "x:iss", "token.issued", category="credential", credential_id="lt", actor_id="agent/ops",
                actor_type="agent", credential_expires_at=life)]
 

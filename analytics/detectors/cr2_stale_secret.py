@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from analytics.detectors._common import make
 from analytics.detectors.base import Context, Detection, Finding, Link, Threshold, benign, ev, positive
 
@@ -28,7 +30,7 @@ _REQ = "SELECT event_id FROM events WHERE activity = 'request' AND request_id = 
 
 def detect(ctx: Context) -> list[Finding]:
     max_age = ctx.p(DETECTION, "max_age_days") * 86400
-    by: dict[tuple[str, str], list[dict]] = {}
+    by: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in ctx.rows(_SQL, ctx.window()):
         age = None if r["last_rot"] is None else (r["time"] - r["last_rot"]).total_seconds()
         if age is not None and age <= max_age:
@@ -52,7 +54,7 @@ def detect(ctx: Context) -> list[Finding]:
     return out
 
 
-def _tl(age_days: float) -> list[dict]:
+def _tl(age_days: float) -> list[dict[str, Any]]:
     return [
         ev(-age_days * 86400, "x:rot", "secret.rotated", category="credential", resource="secret/data/legacy/ftp",
            actor_id="workload/rotator"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from analytics.detectors._common import make
 from analytics.detectors.base import Context, Detection, Finding, Link, benign, ev, positive
 
@@ -56,7 +58,7 @@ def detect(ctx: Context) -> list[Finding]:
     return out
 
 
-def _tl(tool: str) -> list[dict]:
+def _tl(tool: str) -> list[dict[str, Any]]:
     return [
         ev(0, "x:p", "token.issued", category="credential", credential_id="ptok", actor_id="alice@corp.example",
            actor_type="human", scope=["kb:search", "tickets:read", "tickets:write"]),

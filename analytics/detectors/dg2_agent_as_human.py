@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from analytics.detectors._common import make
 from analytics.detectors.base import Context, Detection, Finding, Link, benign, ev, positive
 
@@ -43,7 +45,7 @@ def detect(ctx: Context) -> list[Finding]:
     return out
 
 
-def _call(on_behalf: str | None, chain: list[str] | None, actor: str, actor_type: str) -> dict:
+def _call(on_behalf: str | None, chain: list[str] | None, actor: str, actor_type: str) -> dict[str, Any]:
     return ev(10, "x:call", "tool.invoked", category="tool_call", credential_id="ptok", actor_id=actor,
               actor_type=actor_type, on_behalf_of=on_behalf, delegation_chain=chain,
               src_workload="spiffe://c/agent/coder", tool="repo.read")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from analytics.detectors._common import make
 from analytics.detectors.base import Context, Detection, Finding, Link, Threshold, benign, ev, positive
 
@@ -43,7 +45,7 @@ def detect(ctx: Context) -> list[Finding]:
     return out
 
 
-def _call(t: float, eid: str, wl: str) -> dict:
+def _call(t: float, eid: str, wl: str) -> dict[str, Any]:
     return ev(t, eid, "tool.invoked", category="tool_call", actor_id="svc-reporting", actor_type="service_account",
               src_workload=wl, tool="reports.read")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import networkx as nx
 
 from analytics.detectors._common import make
@@ -72,7 +74,7 @@ def detect(ctx: Context) -> list[Finding]:
     return out
 
 
-def _tl(worker_scope: list[str]) -> list[dict]:
+def _tl(worker_scope: list[str]) -> list[dict[str, Any]]:
     return [
         ev(0, "x:base", "token.issued", category="credential", credential_id="b", actor_id="agent/o",
            actor_type="agent", scope=["agents:delegate", "kb:search", "docs:read"]),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from analytics.detectors._common import make
 from analytics.detectors.base import Context, Detection, Finding, Link, Threshold, benign, ev, positive
 
@@ -58,7 +60,7 @@ def detect(ctx: Context) -> list[Finding]:
     return out
 
 
-def _tl(b_at: float, parent: str) -> list[dict]:
+def _tl(b_at: float, parent: str) -> list[dict[str, Any]]:
     common = {"tool": "billing.refund", "resource": "billing/acct-1", "trace_id": "tr1"}
     return [
         ev(10, "x:deny", "decision", category="authorization", actor_id="agent/a", decision="deny", span_id="s1",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import networkx as nx
 
 from analytics.detectors._common import make
@@ -69,7 +71,7 @@ def detect(ctx: Context) -> list[Finding]:
     return out
 
 
-def _tl(last_role: str, hops: int) -> list[dict]:
+def _tl(last_role: str, hops: int) -> list[dict[str, Any]]:
     roles = ["agent-ops", "DeployRole", last_role][-hops:]
     evs, parent = [], "jwt-1"
     for i, role in enumerate(roles):

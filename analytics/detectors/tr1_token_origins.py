@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import ipaddress
+from typing import Any
 
-from analytics.detectors._common import USE_CATEGORIES, fmt, make
+from analytics.detectors._common import fmt, make
 from analytics.detectors.base import Context, Detection, Finding, Link, Threshold, benign, ev, positive
 
 DETECTION = Detection(
@@ -17,7 +18,7 @@ DETECTION = Detection(
     thresholds=(Threshold("min_origins", 2, "origins", "distinct origins that make a use suspicious"),),
 )
 
-_SQL = f"""
+_SQL = """
 SELECT credential_id, list(event_id ORDER BY time) AS ids, list(time ORDER BY time) AS times,
        list(DISTINCT coalesce(src_workload, src_ip)) AS origins,
        list(DISTINCT src_workload) FILTER (WHERE src_workload IS NOT NULL) AS workloads,
@@ -26,7 +27,7 @@ SELECT credential_id, list(event_id ORDER BY time) AS ids, list(time ORDER BY ti
        list(DISTINCT actor_id) FILTER (WHERE actor_id IS NOT NULL) AS actors,
        max(time) AS last_use
 FROM events
-WHERE credential_id IS NOT NULL AND category IN {USE_CATEGORIES}
+WHERE credential_id IS NOT NULL AND category IN ('tool_call', 'authorization', 'api_activity')
   AND activity NOT IN ('token.issued', 'token.exchanged', 'token.refreshed', 'svid.minted', 'role.assumed')
 GROUP BY credential_id
 HAVING count(DISTINCT coalesce(src_workload, src_ip)) >= $min_origins
@@ -74,7 +75,7 @@ _iss = ev(0, "x:iss", "token.exchanged", category="credential", credential_id="j
           actor_type="agent", task_id=_T, scope=["kb:search"], credential_expires_at=900)
 
 
-def _use(t: float, eid: str, wl: str | None, ip: str, ua: str = "agentkit/1.4") -> dict:
+def _use(t: float, eid: str, wl: str | None, ip: str, ua: str = "agentkit/1.4") -> dict[str, Any]:
     return ev(t, eid, "tool.invoked", category="tool_call", credential_id="jti-1", actor_id="agent/r",
               actor_type="agent", src_workload=wl, src_ip=ip, user_agent=ua, task_id=_T, tool="kb.search")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from analytics.detectors._common import fmt, make
 from analytics.detectors.base import Context, Detection, Finding, Link, Threshold, benign, ev, positive
 
@@ -27,7 +29,7 @@ ORDER BY u.credential_id, u.time
 
 def detect(ctx: Context) -> list[Finding]:
     grace = ctx.p(DETECTION, "revocation_grace_s")
-    by: dict[str, list[dict]] = {}
+    by: dict[str, list[dict[str, Any]]] = {}
     for r in ctx.rows(_SQL, {**ctx.window(), "grace": grace}):
         by.setdefault(r["credential_id"], []).append(r)
     out = []
@@ -47,7 +49,7 @@ def detect(ctx: Context) -> list[Finding]:
     return out
 
 
-def _timeline(use_at: float) -> list[dict]:
+def _timeline(use_at: float) -> list[dict[str, Any]]:
     return [
         ev(0, "x:iss", "token.exchanged", category="credential", credential_id="jti-3", actor_id="agent/s",
            actor_type="agent", credential_expires_at=900),

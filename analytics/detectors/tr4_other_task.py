@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from analytics.detectors._common import make
 from analytics.detectors.base import Context, Detection, Finding, Link, benign, ev, positive
 
@@ -26,7 +28,7 @@ ORDER BY u.credential_id, u.time
 
 
 def detect(ctx: Context) -> list[Finding]:
-    by: dict[str, list[dict]] = {}
+    by: dict[str, list[dict[str, Any]]] = {}
     for r in ctx.rows(_SQL, ctx.window()):
         by.setdefault(r["credential_id"], []).append(r)
     out = []
@@ -45,7 +47,7 @@ def detect(ctx: Context) -> list[Finding]:
     return out
 
 
-def _tl(task: str) -> list[dict]:
+def _tl(task: str) -> list[dict[str, Any]]:
     return [
         ev(0, "x:iss", "token.exchanged", category="credential", credential_id="jti-4", actor_id="agent/a",
            actor_type="agent", task_id="task-X"),
