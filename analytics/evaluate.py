@@ -150,7 +150,8 @@ def run_evaluate_cli(args: argparse.Namespace) -> int:
     if getattr(args, "json", False):
         sys.stdout.write(orjson.dumps(res, default=str).decode() + "\n")
         return 0
-    print(f"{'detection':10} {'tp':>4} {'fp':>4} {'fn':>4} {'precision':>10} {'recall':>8} {'f1':>6}")
+    third = "open" if getattr(args, "triage", False) else "fn"
+    print(f"{'detection':10} {'tp':>4} {'fp':>4} {third:>4} {'precision':>10} {'recall':>8} {'f1':>6}")
     for d, v in {**res["detections"], "overall": res["overall"]}.items():
         print(f"{d:10} {v['tp']:>4} {v['fp']:>4} {v.get('fn', v.get('open', 0)):>4} {v['precision']!s:>10} "
               f"{v.get('recall', '')!s:>8} {v.get('f1', '')!s:>6}")
