@@ -106,3 +106,23 @@ def scan_stats(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any] 
             rows += int(op.get("rows_scanned", 0))
             nfiles += int(op.get("extra_info", {}).get("Total Files Read", 0) or 0)
     return ScanStats(scanned, total, rows, nfiles)
+
+
+def rows(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Run a parameterised query and return its rows as dicts."""
+    cur = con.execute(sql, params or {})
+    names = [d[0] for d in cur.description or ()]
+    return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+
+def jsonable(v: Any) -> Any:
+    """A query value as plain JSON: datetimes to ISO 8601 UTC, tuples to lists."""
+    import datetime as dt
+
+    if isinstance(v, dt.datetime):
+        return v.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+    if isinstance(v, dict):
+        return {k: jsonable(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [jsonable(x) for x in v]
+    return v

@@ -1,0 +1,1 @@
+"""One SQL file per view, loaded in order by analytics.lake."""
