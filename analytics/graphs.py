@@ -1,0 +1,175 @@
+"""Per-identity decision graphs (networkx) built from DuckDB query results, and their exporters.
+
+Nodes are typed (identity, credential, task, tool, resource, policy_version) with ids
+``<type>:<value>``; edges are typed (authenticated, issued, exchanged_for, delegated_by, decided,
+invoked, accessed, caused), carry ``how`` and are collapsed per (source, target, kind) into one
+edge with ``count``, ``first_seen`` and ``last_seen``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import duckdb
+import networkx as nx
+import orjson
+
+from analytics.lake import rows
+from analytics.timeparse import iso, parse_instant
+from ingest.errors import ConfigError
+
+NODE_TYPES = ("identity", "credential", "task", "tool", "resource", "policy_version")
+EDGE_KINDS = ("authenticated", "issued", "exchanged_for", "delegated_by", "decided", "invoked", "accessed", "caused")
+FORMATS = ("json", "graphml", "dot")
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_END = dt.datetime(2200, 1, 1, tzinfo=dt.UTC)
+
+# Each query returns (src_type, src, dst_type, dst, kind, how, count, first_seen, last_seen[, detail]).
+_MINE = "actor_id = $identity AND time >= $since AND time <= $until"
+_EDGE_QUERIES: tuple[str, ...] = (
+    # the identity presented a credential (a login session is an authentication too)
+    f"""SELECT 'identity', actor_id, 'credential', credential_id, 'authenticated',
+           CASE WHEN activity = 'session.started' THEN 'session.started by actor_id'
+                ELSE 'credential_id presented on events' END, count(*), min(time), max(time)
+        FROM events WHERE {_MINE} AND credential_id IS NOT NULL
+          AND activity NOT IN ('token.issued', 'token.exchanged', 'token.refreshed', 'svid.minted', 'role.assumed')
+        GROUP BY ALL""",  # noqa: S608 (fixed fragments only)
+    # credentials issued to (or, for role sessions, obtained by) the identity
+    f"""SELECT 'identity', actor_id, 'credential', credential_id, 'issued', activity || ' to actor_id',
+           count(*), min(time), max(time)
+        FROM events WHERE {_MINE} AND credential_id IS NOT NULL
+          AND activity IN ('token.issued', 'token.exchanged', 'token.refreshed', 'svid.minted', 'role.assumed')
+        GROUP BY ALL""",  # noqa: S608
+    f"""SELECT 'credential', credential_parent_id, 'credential', credential_id, 'exchanged_for',
+           'credential_parent_id (' || activity || ')', count(*), min(time), max(time)
+        FROM events WHERE {_MINE} AND credential_id IS NOT NULL AND credential_parent_id IS NOT NULL
+          AND activity IN ('token.issued', 'token.exchanged', 'token.refreshed', 'role.assumed')
+        GROUP BY ALL""",  # noqa: S608
+    f"""SELECT 'credential', credential_id, 'task', task_id, 'issued', 'task_id on ' || activity,
+           count(*), min(time), max(time)
+        FROM events WHERE {_MINE} AND credential_id IS NOT NULL AND task_id IS NOT NULL
+          AND activity IN ('token.issued', 'token.exchanged', 'token.refreshed', 'role.assumed')
+        GROUP BY ALL""",  # noqa: S608
+    f"""SELECT 'identity', actor_id, 'identity', coalesce(on_behalf_of, delegation_chain[1]), 'delegated_by',
+           CASE WHEN len(coalesce(delegation_chain, [])) > 1 THEN 'act chain (delegation_chain)' ELSE 'on_behalf_of' END,
+           count(*), min(time), max(time)
+        FROM events WHERE {_MINE}
+          AND coalesce(on_behalf_of, CASE WHEN len(coalesce(delegation_chain, [])) > 1 THEN delegation_chain[1] END)
+              IS NOT NULL
+          AND coalesce(on_behalf_of, delegation_chain[1]) <> actor_id
+        GROUP BY ALL""",  # noqa: S608
+    # others acting on behalf of the identity
+    """SELECT 'identity', actor_id, 'identity', on_behalf_of, 'delegated_by', 'on_behalf_of', count(*), min(time),
+           max(time)
+        FROM events WHERE on_behalf_of = $identity AND actor_id <> $identity AND time >= $since AND time <= $until
+        GROUP BY ALL""",
+    f"""SELECT 'policy_version', policy_id || '@' || policy_version, 'identity', actor_id, 'decided',
+           'decision record on actor_id: ' || decision, count(*), min(time), max(time), decision
+        FROM decisions WHERE {_MINE} AND policy_id IS NOT NULL AND policy_version IS NOT NULL
+        GROUP BY ALL""",  # noqa: S608
+    f"""SELECT 'identity', actor_id, 'tool', tool, 'invoked', activity || ' by actor_id', count(*), min(time),
+           max(time)
+        FROM actions WHERE {_MINE} AND tool IS NOT NULL GROUP BY ALL""",  # noqa: S608
+    f"""SELECT 'identity', actor_id, 'resource', resource, 'accessed', activity || ' on resource', count(*),
+           min(time), max(time)
+        FROM actions WHERE {_MINE} AND resource IS NOT NULL GROUP BY ALL""",  # noqa: S608
+    f"""WITH mine AS (SELECT DISTINCT trace_id, span_id FROM events WHERE {_MINE} AND span_id IS NOT NULL)
+        SELECT 'identity', $identity, 'identity', c.actor_id, 'caused', 'parent_span_id = span_id (same trace_id)',
+               count(*), min(c.time), max(c.time)
+        FROM events c JOIN mine m ON c.parent_span_id = m.span_id AND c.trace_id IS NOT DISTINCT FROM m.trace_id
+        WHERE c.actor_id IS NOT NULL AND c.actor_id <> $identity AND c.activity <> 'decision'
+          AND c.time >= $since AND c.time <= $until
+        GROUP BY ALL""",  # noqa: S608
+)
+
+
+def _scalar(v: Any) -> Any:
+    """GraphML-safe attribute value."""
+    if isinstance(v, dt.datetime):
+        return iso(v)
+    if isinstance(v, list | tuple):
+        return " ".join(str(x) for x in v)
+    return v
+
+
+def build_graph(edges: list[tuple[Any, ...]], identity: str) -> nx.MultiDiGraph:
+    """A typed, counted MultiDiGraph from edge rows (pure: no I/O)."""
+    g = nx.MultiDiGraph(identity=identity)
+    g.add_node(f"identity:{identity}", type="identity", label=identity)
+    for row in edges:
+        st, s, tt, t, kind, how, count, first, last = row[:9]
+        if s is None or t is None:
+            continue
+        a, b = f"{st}:{s}", f"{tt}:{t}"
+        for nid, typ, lab in ((a, st, s), (b, tt, t)):
+            if nid not in g:
+                g.add_node(nid, type=typ, label=str(lab))
+        key = kind if len(row) < 10 or row[9] is None else f"{kind}:{row[9]}"
+        if g.has_edge(a, b, key):
+            e = g.edges[a, b, key]
+            e["count"] += int(count)
+            e["first_seen"] = min(e["first_seen"], iso(first) or "")
+            e["last_seen"] = max(e["last_seen"], iso(last) or "")
+            if how not in e["how"].split("; "):
+                e["how"] += "; " + how
+        else:
+            attrs = {"kind": kind, "how": how, "count": int(count), "first_seen": iso(first) or "",
+                     "last_seen": iso(last) or ""}
+            if len(row) >= 10 and row[9] is not None:
+                attrs["decision"] = row[9]
+            g.add_edge(a, b, key=key, **attrs)
+    return g
+
+
+def identity_graph(
+    con: duckdb.DuckDBPyConnection,
+    identity: str,
+    since: str | dt.datetime | None = None,
+    until: str | dt.datetime | None = None,
+) -> nx.MultiDiGraph:
+    """The decision graph of ``identity`` over ``[since, until]`` (unbounded when None)."""
+    p = {"identity": identity,
+         "since": parse_instant(since, "--since") if since is not None else _EPOCH,
+         "until": parse_instant(until, "--until") if until is not None else _END}
+    edges: list[tuple[Any, ...]] = []
+    for q in _EDGE_QUERIES:
+        edges += con.execute(q, p).fetchall()
+    g = build_graph(edges, identity)
+    creds = [n[len("credential:"):] for n, d in g.nodes(data=True) if d["type"] == "credential"]
+    for cid in creds:
+        for c in rows(con, "SELECT credential_type, scope, issued_at, expires_at, revoked_at FROM credentials "
+                           "WHERE credential_id = $cid", {"cid": cid}):
+            g.nodes[f"credential:{cid}"].update({k: _scalar(v) for k, v in c.items() if v is not None})
+    return g
+
+
+def _dot_id(s: str) -> str:
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def to_dot(g: nx.MultiDiGraph) -> str:
+    """Graphviz DOT text (quoted, escaped ids; no pydot needed)."""
+    shapes = {"identity": "ellipse", "credential": "note", "task": "folder", "tool": "box", "resource": "cylinder",
+              "policy_version": "hexagon"}
+    out = ["digraph decision_graph {", "  rankdir=LR;"]
+    for n, d in g.nodes(data=True):
+        out.append(f"  {_dot_id(n)} [label={_dot_id(str(d.get('label', n)))}, shape={shapes.get(d.get('type'), 'ellipse')}, "
+                   f"type={_dot_id(str(d.get('type')))}];")
+    for a, b, d in g.edges(data=True):
+        lab = d["kind"] + (f" x{d['count']}" if d.get("count", 1) > 1 else "")
+        out.append(f"  {_dot_id(a)} -> {_dot_id(b)} [label={_dot_id(lab)}, how={_dot_id(d['how'])}];")
+    out.append("}")
+    return "\n".join(out) + "\n"
+
+
+def export_graph(g: nx.MultiDiGraph, fmt: str) -> str:
+    """The graph as node-link JSON, GraphML or DOT text."""
+    if fmt == "json":
+        data = nx.node_link_data(g, edges="links")
+        return orjson.dumps(data, option=orjson.OPT_INDENT_2, default=str).decode() + "\n"
+    if fmt == "graphml":
+        return "\n".join(nx.generate_graphml(g)) + "\n"
+    if fmt == "dot":
+        return to_dot(g)
+    raise ConfigError(f"unknown graph format {fmt!r}: use one of {', '.join(FORMATS)}")
