@@ -1,0 +1,325 @@
+"""The measurements of one scale, in order: generator, file ingest, lake layout, Kafka, detect, queries."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchmarks.runner import Outcome, Runner
+from benchmarks.stats import scale_label, summary
+
+GROUPS = ("gen", "file", "layout", "kafka", "detect", "query")
+BASELINE_DETECTIONS = ("DP-TR-1", "DP-TR-2", "DP-PC-3")
+TARGETS = (
+    # figure id, comparison, threshold, what it means
+    ("kafka.ratio_vs_ceiling", ">=", 0.9, "Kafka → lake at ≥ 0.9× the bare kafka-python + DuckDB ceiling"),
+    ("kafka.ratio_2procs", ">=", 1.7, "2 collector processes ≥ 1.7× one"),
+)
+
+
+@dataclass
+class Figures:
+    """Every figure of a run: id → label, unit, raw values (one per repeat) and extras."""
+
+    items: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def add(self, fid: str, label: str, unit: str, value: float, better: str = "higher", **extra: Any) -> None:
+        f = self.items.setdefault(fid, {"label": label, "unit": unit, "better": better, "values": []})
+        f["values"].append(float(value))
+        for k, v in extra.items():
+            f.setdefault(k, v)
+
+    def finish(self) -> dict[str, dict[str, Any]]:
+        for f in self.items.values():
+            f.update(summary(f["values"]))
+        return self.items
+
+
+@dataclass
+class Scale:
+    """Paths of one (seed, scale): cached data and lake, scratch space."""
+
+    out: Path
+    seed: int
+    scale: int
+
+    @property
+    def label(self) -> str:
+        return scale_label(self.scale)
+
+    @property
+    def cache(self) -> Path:
+        return self.out / f"cache-seed{self.seed}-{self.label}"
+
+    @property
+    def data(self) -> Path:
+        return self.cache / "data"
+
+    @property
+    def lake(self) -> Path:
+        return self.cache / "lake"
+
+    @property
+    def tmp(self) -> Path:
+        return self.out / "tmp"
+
+    def scratch(self, name: str) -> Path:
+        p = self.tmp / name
+        shutil.rmtree(p, ignore_errors=True)
+        return p
+
+
+Step = Callable[[str], None]
+
+
+def run_scale(sc: Scale, repeat: int, runner: Runner, groups: tuple[str, ...], step: Step,
+              budget_s: float = 120.0) -> dict[str, Any]:
+    """Measure one scale; returns its JSON document (figures, agreement, notes)."""
+    figs = Figures()
+    notes: list[str] = []
+    extra: dict[str, Any] = {}
+    sc.tmp.mkdir(parents=True, exist_ok=True)
+
+    # -- generator (the first run fills the cache when it is empty) --------------------------------
+    data_ready = (sc.data / "manifest.json").exists()
+    if "gen" in groups or not data_ready:
+        for r in range(repeat if "gen" in groups else 1):
+            step(f"generator run {r + 1}")
+            target = sc.data if not data_ready else sc.scratch("gen")
+            if not data_ready:
+                shutil.rmtree(sc.data, ignore_errors=True)
+            o = runner.call("gen", {"out": str(target), "seed": sc.seed, "scale": sc.scale})
+            figs.add("gen.events_per_s", "generator", "events/s", o.result["events"] / o.result["seconds"],
+                     peak_rss_mb=o.peak_rss_mb)
+            extra["manifest"] = {k: o.result["manifest"][k] for k in ("events_expected", "malformed", "files",
+                                                                        "incidents", "benign")}
+            if data_ready:
+                shutil.rmtree(target, ignore_errors=True)
+            data_ready = True
+    lines = sum(_manifest(sc)["files"].values())
+    extra["records"] = lines
+    extra["data_bytes"] = sum(p.stat().st_size for p in sc.data.iterdir() if p.suffix == ".jsonl")
+
+    # -- file → lake vs DuckDB read_json → Parquet ---------------------------------------------------
+    lake_ready = (sc.lake / ".complete").exists()
+    if "file" in groups or not lake_ready:
+        for r in range(repeat if "file" in groups else 1):
+            step(f"file → lake run {r + 1}")
+            lake = sc.lake if not lake_ready else sc.scratch("lake-file")
+            if not lake_ready:
+                shutil.rmtree(sc.lake, ignore_errors=True)
+            o = runner.call("file_ingest", {"data": str(sc.data), "lake": str(lake)})
+            figs.add("file.events_per_s", "file → lake (ingest_files)", "records/s",
+                     o.result["read"] / o.result["seconds"], peak_rss_mb=o.peak_rss_mb)
+            figs.add("file.peak_rss_mb", "file → lake peak RSS", "MiB", o.peak_rss_mb, better="lower")
+            if o.result["events"] + o.result["dead_letter"] + o.result["duplicates"] != o.result["read"]:
+                notes.append(f"file ingest accounted {o.result}: events + dead_letter + duplicates != read")
+            if not lake_ready:
+                (sc.lake / ".complete").write_text("ingested\n")
+                lake_ready = True
+            else:
+                shutil.rmtree(lake, ignore_errors=True)
+            if "file" in groups:
+                step(f"DuckDB read_json ceiling run {r + 1}")
+                out = sc.scratch("ceiling")
+                c = runner.call("duckdb_ceiling", {"data": str(sc.data), "out": str(out)})
+                figs.add("file.ceiling_events_per_s", "ceiling: DuckDB read_json → Parquet", "records/s",
+                         lines / c.result["seconds"], peak_rss_mb=c.peak_rss_mb)
+                shutil.rmtree(out, ignore_errors=True)
+
+    # -- layout: compaction, then row groups a per-identity query reads -------------------------------
+    if not (sc.lake / ".compacted").exists():
+        step("compacting the lake")
+        o = runner.call("compact", {"lake": str(sc.lake)})
+        figs.add("layout.compact_s", "Lake.compact()", "s", o.result["seconds"], better="lower",
+                 peak_rss_mb=o.peak_rss_mb, files_before=o.result["files_before"], files_after=o.result["files_after"])
+        if o.result.get("shim"):
+            notes.append(o.result["shim"])
+        (sc.lake / ".compacted").write_text(o.result.get("shim") or "compacted\n")
+    elif (sc.lake / ".compacted").read_text().startswith("Lake.compact() failed"):
+        notes.append((sc.lake / ".compacted").read_text())
+    if "layout" in groups:
+        step("row groups of a per-identity query")
+        o = runner.call("rowgroups", {"lake": str(sc.lake)})
+        for who in ("busiest", "median"):
+            x = o.result[who]
+            figs.add(f"layout.{who}_row_groups_scanned", f"row groups read, {who} identity ({x['events']:,} events)",
+                     "row groups", x["row_groups_scanned"], better="lower", total=x["row_groups_total"],
+                     identity=x["identity"])
+            figs.add(f"layout.{who}_row_groups_total", f"row groups in the files, {who} identity query",
+                     "row groups", x["row_groups_total"], better="lower")
+            figs.add(f"layout.{who}_query_s", f"per-identity query, {who} identity", "s", x["seconds"], better="lower")
+
+    # -- Kafka → lake vs bare consumer; 2 collector processes -----------------------------------------
+    if "kafka" in groups:
+        _kafka(sc, repeat, runner, figs, notes, step, lines)
+
+    # -- detect: catalog, per detection, pandas and DuckDB baselines ----------------------------------
+    agreement: dict[str, Any] = {}
+    if "detect" in groups:
+        agreement = _detect(sc, repeat, runner, figs, step)
+
+    # -- point-in-time queries, paths, graph -----------------------------------------------------------
+    if "query" in groups:
+        for r in range(repeat):
+            step(f"allowed / path / graph run {r + 1}")
+            o = runner.call("queries", {"lake": str(sc.lake), "n": 200, "seed": sc.seed,
+                                        "budget_s": budget_s})
+            for q in ("allowed", "path"):
+                x = o.result[q]
+                if "error" in x:
+                    if r == 0:
+                        notes.append(x["error"])
+                    continue
+                if x["n"] < 200 and r == 0:
+                    notes.append(f"`{q}`: only {x['n']} of 200 queries ran within the {budget_s:.0f} s budget")
+                figs.add(f"query.{q}_p50_ms", f"`{q}` latency p50 ({x['n']} random queries)", "ms", x["p50"] * 1e3,
+                         better="lower")
+                figs.add(f"query.{q}_p95_ms", f"`{q}` latency p95 ({x['n']} random queries)", "ms", x["p95"] * 1e3,
+                         better="lower")
+            g = o.result["graph"]
+            if "error" in g:
+                if r == 0:
+                    notes.append(g["error"])
+            else:
+                figs.add("query.graph_build_s", f"identity graph, busiest identity ({g['events']:,} events, "
+                         f"{g['nodes']} nodes, {g['edges']} edges)", "s", g["seconds"], better="lower",
+                         identity=g["identity"])
+            figs.add("query.peak_rss_mb", "queries process peak RSS", "MiB", o.peak_rss_mb, better="lower")
+
+    items = figs.finish()
+    ratios = _ratios(items)
+    shutil.rmtree(sc.tmp, ignore_errors=True)
+    return {"scale": sc.scale, "label": sc.label, "seed": sc.seed, "repeat": repeat, "groups": list(groups),
+            "dataset": extra, "figures": items, "ratios": ratios, "targets": _targets(ratios),
+            "agreement": agreement, "notes": notes}
+
+
+def _manifest(sc: Scale) -> dict[str, Any]:
+    import json
+
+    return json.loads((sc.data / "manifest.json").read_text())
+
+
+def _kafka(sc: Scale, repeat: int, runner: Runner, figs: Figures, notes: list[str], step: Step, lines: int) -> None:
+    from ingest.broker import EmbeddedBroker, create_topics
+
+    for r in range(repeat):
+        step(f"Kafka run {r + 1}: broker, produce")
+        log = sc.tmp / f"broker-{r}.log"
+        with EmbeddedBroker(log_path=log) as b:
+            create_topics(b.bootstrap, ["bench"], partitions=2)
+            o = runner.call("kafka_produce", {"data": str(sc.data), "bootstrap": b.bootstrap, "topic": "bench"})
+            n = o.result["records"]
+            figs.add("kafka.produce_events_per_s", "produce (kafka-python, replay of the files)", "records/s",
+                     n / o.result["seconds"])
+
+            step(f"Kafka run {r + 1}: bare consumer ceiling")
+            o = runner.call("kafka_bare", {"bootstrap": b.bootstrap, "topic": "bench", "group": f"bare-{r}",
+                                           "out": str(sc.scratch("bare"))})
+            figs.add("kafka.ceiling_events_per_s", "ceiling: kafka-python + DuckDB read_json → Parquet", "records/s",
+                     o.result["records"] / (o.result["t_end"] - o.result["t0"]), peak_rss_mb=o.peak_rss_mb)
+
+            step(f"Kafka run {r + 1}: 1 collector")
+            lake = sc.scratch("lake-k1")
+            o = runner.call("kafka_collect", {"bootstrap": b.bootstrap, "topic": "bench", "group": f"c1-{r}",
+                                              "lake": str(lake)})
+            _check_landed(o.result["read"], n, "1 collector", notes)
+            figs.add("kafka.events_per_s", "Kafka → lake, 1 collector (KafkaCollector)", "records/s",
+                     o.result["read"] / (o.result["t_end"] - o.result["t0"]), peak_rss_mb=o.peak_rss_mb)
+            figs.add("kafka.peak_rss_mb", "Kafka → lake peak RSS, 1 collector", "MiB", o.peak_rss_mb, better="lower")
+
+            step(f"Kafka run {r + 1}: 2 collectors, one group")
+            lake2 = sc.scratch("lake-k2")
+            hs = [runner.spawn("kafka_collect", {"bootstrap": b.bootstrap, "topic": "bench", "group": f"c2-{r}",
+                                                 "lake": str(lake2), "until_idle_s": 6.0}) for _ in range(2)]
+            outs: list[Outcome] = [runner.wait(h) for h in hs]
+            read = sum(x.result["read"] for x in outs)
+            _check_landed(read, n, "2 collectors", notes)
+            span = max(x.result["t_end"] for x in outs) - min(x.result["t0"] for x in outs)
+            figs.add("kafka.events_per_s_2procs", "Kafka → lake, 2 collector processes, one group", "records/s",
+                     read / span, split=[x.result["read"] for x in outs])
+            shutil.rmtree(lake, ignore_errors=True)
+            shutil.rmtree(lake2, ignore_errors=True)
+
+
+def _check_landed(read: int, produced: int, what: str, notes: list[str]) -> None:
+    if read != produced:
+        notes.append(f"{what}: read {read:,} records of {produced:,} produced")
+
+
+def _detect(sc: Scale, repeat: int, runner: Runner, figs: Figures, step: Step) -> dict[str, Any]:
+    product: dict[str, set[tuple[str, ...]]] = {}
+    base: dict[tuple[str, str], set[tuple[str, ...]]] = {}
+    for r in range(repeat):
+        step(f"detect run {r + 1}: whole catalog")
+        o = runner.call("detect", {"lake": str(sc.lake)})
+        ids = sorted(o.result["findings"])
+        figs.add("detect.catalog_s", f"detect, whole catalog ({len(ids)} detections)", "s", o.result["seconds"],
+                 better="lower", detections=ids)
+        figs.add("detect.catalog_peak_rss_mb", "detect, whole catalog, peak RSS", "MiB", o.peak_rss_mb, better="lower")
+        if r == 0:
+            product = {k: {tuple(x) for x in v} for k, v in o.result["findings"].items()}
+        for did in ids:
+            step(f"detect run {r + 1}: {did}")
+            o = runner.call("detect", {"lake": str(sc.lake), "rules": [did]})
+            figs.add(f"detect.{did}.product_s", f"{did} (product)", "s", o.result["seconds"], better="lower",
+                     findings=len(o.result["findings"].get(did, [])))
+            figs.add(f"detect.{did}.product_peak_rss_mb", f"{did} (product) peak RSS", "MiB", o.peak_rss_mb,
+                     better="lower")
+        for did in BASELINE_DETECTIONS:
+            for impl in ("pandas", "duckdb"):
+                step(f"detect run {r + 1}: {did} {impl} baseline")
+                o = runner.call("baseline_detect", {"lake": str(sc.lake), "detection": did, "impl": impl})
+                figs.add(f"detect.{did}.{impl}_s", f"{did} ({impl} baseline)", "s", o.result["seconds"],
+                         better="lower", findings=len(o.result["findings"]))
+                figs.add(f"detect.{did}.{impl}_peak_rss_mb", f"{did} ({impl} baseline) peak RSS", "MiB",
+                         o.peak_rss_mb, better="lower")
+                if r == 0:
+                    base[(did, impl)] = {tuple(x) for x in o.result["findings"]}
+    agreement: dict[str, Any] = {}
+    for (did, impl), keys in sorted(base.items()):
+        prod = product.get(did)
+        if prod is None:
+            agreement[f"{did}/{impl}"] = {"agree": False, "reason": f"the product has no detector {did}",
+                                          "baseline": len(keys)}
+            continue
+        only_b, only_p = sorted(keys - prod), sorted(prod - keys)
+        agreement[f"{did}/{impl}"] = {"agree": not only_b and not only_p, "product": len(prod),
+                                      "baseline": len(keys), "only_baseline": only_b[:5], "only_product": only_p[:5]}
+    return agreement
+
+
+def _ratios(items: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    def med(k: str) -> float | None:
+        return items[k]["median"] if k in items else None
+
+    out: dict[str, dict[str, Any]] = {}
+
+    def ratio(rid: str, label: str, num: str, den: str) -> None:
+        a, b = med(num), med(den)
+        if a is not None and b:
+            out[rid] = {"label": label, "value": a / b, "of": [num, den]}
+
+    ratio("file.ratio_vs_ceiling", "file → lake / DuckDB read_json ceiling", "file.events_per_s",
+          "file.ceiling_events_per_s")
+    ratio("kafka.ratio_vs_ceiling", "Kafka → lake (1 collector) / bare consumer ceiling", "kafka.events_per_s",
+          "kafka.ceiling_events_per_s")
+    ratio("kafka.ratio_2procs", "2 collector processes / 1", "kafka.events_per_s_2procs", "kafka.events_per_s")
+    for did in BASELINE_DETECTIONS:
+        for impl in ("pandas", "duckdb"):
+            ratio(f"detect.{did}.speedup_vs_{impl}", f"{did}: {impl} baseline time / product time",
+                  f"detect.{did}.{impl}_s", f"detect.{did}.product_s")
+    return out
+
+
+def _targets(ratios: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for rid, op, thr, what in TARGETS:
+        v = ratios.get(rid, {}).get("value")
+        out.append({"ratio": rid, "target": f"{op} {thr}", "what": what, "value": v,
+                    "met": None if v is None else (v >= thr if op == ">=" else v <= thr)})
+    return out
