@@ -292,11 +292,16 @@ def build_parser() -> argparse.ArgumentParser:
     de.add_argument("--full", action="store_true", help="ignore saved coverage and scan everything")
     de.add_argument("--sink", action="append", default=[], metavar="SINK",
                     help="also send new alerts to jsonl:PATH, ocsf:PATH or kafka:BOOTSTRAP/TOPIC")
+    de.add_argument("--lookback", default=None, help="how far back each run re-reads for late events (default 6h)")
+    de.add_argument("--suppressions", default=None, metavar="FILE",
+                    help="TOML/JSON suppressions (default: <lake>/suppressions.toml when present)")
     de.set_defaults(func=cmd_detect)
 
     sc = common(sub.add_parser("schedule", help="run detect every interval until stopped"))
     sc.add_argument("--every", default="5m", help="interval: 30s, 5m, 1h")
     sc.add_argument("--sink", action="append", default=[], metavar="SINK")
+    sc.add_argument("--lookback", default=None)
+    sc.add_argument("--suppressions", default=None, metavar="FILE")
     sc.add_argument("--max-runs", type=int, default=None, help=argparse.SUPPRESS)
     sc.set_defaults(func=cmd_schedule)
 

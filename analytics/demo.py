@@ -46,17 +46,15 @@ def run_demo(args: argparse.Namespace) -> int:
         stats = KafkaCollector(settings, Lake(lake_dir)).run()
         _step("collected: " + stats.line())
     Lake(lake_dir).compact()
-    try:
-        from analytics.detect import detect
-        from analytics.evaluate import evaluate
+    from analytics.detect import DetectSettings
+    from analytics.detect import run as detect
+    from analytics.evaluate import evaluate
 
-        res = detect(lake_dir)
-        _step(f"detections: {res.new_alerts} new alerts")
-        ev = evaluate(lake_dir, data_dir / "labels.jsonl")
-        o = ev["overall"] if isinstance(ev, dict) else ev.to_json()["overall"]
-        _step(f"evaluation against ground truth: precision {o['precision']:.3f}, recall {o['recall']:.3f}")
-    except ModuleNotFoundError as e:
-        _step(f"detections not available in this build ({e.name})")
+    res = detect(DetectSettings(lake_dir=lake_dir))
+    _step(f"detections: {len(res.new_alerts)} new alerts")
+    o = evaluate(lake_dir, data_dir / "labels.jsonl")["overall"]
+    _step(f"evaluation against the generator's ground truth: precision {o['precision']:.3f}, "
+          f"recall {o['recall']:.3f}")
     _step(f"pipeline done in {time.perf_counter() - t0:.1f}s; lake at {lake_dir}; try:\n"
           f"  decisionpath inventory --lake {lake_dir}\n"
           f"  decisionpath detect --lake {lake_dir} --json\n"

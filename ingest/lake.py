@@ -211,16 +211,16 @@ class Lake:
                     continue
                 # Partition columns are not stored in Delta's Parquet files: select the stored columns.
                 cols = ", ".join(f'"{n}"' for n in SCHEMA.names if n != "day")
-                tbl = con.execute(
+                tbl = con.sql(
                     f"SELECT {cols}, $day AS day FROM read_parquet($files) ORDER BY actor_id, time",  # noqa: S608
-                    {"files": files, "day": day},
+                    params={"files": files, "day": day},
                 ).to_arrow_table()
                 assert tbl is not None
                 tbl = tbl.select(SCHEMA.names).cast(SCHEMA)
                 write_deltalake(
                     str(self.events_path), tbl, mode="overwrite", partition_by=["day"],
                     predicate=f"day = '{day}'", writer_properties=_WRITER,
-                    commit_properties=CommitProperties(custom_metadata={"operation": "decisionpath.compact"}),
+                    commit_properties=CommitProperties(custom_metadata={"decisionpath.operation": "compact"}),
                 )
         finally:
             con.close()

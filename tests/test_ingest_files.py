@@ -95,3 +95,21 @@ def test_unknown_path_is_a_clear_error(tmp_path):
     assert p.returncode == 2
     assert "no such file or directory" in p.stderr
     assert "Traceback" not in p.stderr
+
+
+def test_compact_sorts_days_without_changing_rows(scenario, tmp_path):
+    """Compaction rewrites each day sorted by identity then time, in one commit, rows unchanged."""
+    import duckdb
+
+    lake = Lake(tmp_path / "lake")
+    ingest_files([scenario], lake, chunk_records=500)
+    before = lake_counts(lake)
+    files_before = len(lake.files())
+    res = lake.compact()
+    assert res["files_after"] < files_before
+    assert lake_counts(lake) == before
+    for day_files in ({f for f in lake.files() if f"day={d}" in f} for d in
+                      {f.split("day=")[1].split("/")[0] for f in lake.files()}):
+        assert len(day_files) == 1
+        rows = duckdb.execute("SELECT actor_id, time FROM read_parquet($f)", {"f": sorted(day_files)}).fetchall()
+        assert rows == sorted(rows, key=lambda r: (r[0] is None, r[0] or "", r[1]))
