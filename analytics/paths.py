@@ -40,7 +40,7 @@ ORDER BY time, event_id LIMIT 1"""  # noqa: S608
 _SVID = f"""SELECT {_COLS} FROM events
 WHERE actor_id = $spiffe AND activity = 'svid.minted' AND time <= $t
   AND (credential_expires_at IS NULL OR credential_expires_at > $t)
-ORDER BY time DESC, event_id LIMIT 1"""  # noqa: S608
+ORDER BY (credential_type = 'x509_svid') DESC NULLS LAST, time DESC, event_id LIMIT 1"""  # noqa: S608
 _DEC_SPAN = f"""SELECT {_COLS} FROM events WHERE activity = 'decision' AND trace_id = $trace AND span_id = $span
   AND time >= $lo AND time <= $hi ORDER BY time, event_id"""  # noqa: S608
 _DEC_REQ = f"""SELECT {_COLS} FROM events WHERE activity = 'decision' AND request_id = $rid
