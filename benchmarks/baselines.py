@@ -32,6 +32,14 @@ MIN_HOPS = 2
 
 
 # -- raw ceilings ------------------------------------------------------------------------------
+def _copy_sql(dst: Path) -> str:
+    # COPY ... TO takes no parameter for its target; the path is ours (quoted), never input.
+    target = str(dst).replace("'", "''")
+    src = ("SELECT * FROM read_json($f, format = 'newline_delimited', ignore_errors = true, "
+           "union_by_name = true, maximum_object_size = 16777216)")
+    return f"COPY ({src}) TO '{target}' (FORMAT parquet, COMPRESSION zstd)"  # noqa: S608
+
+
 def duckdb_json_to_parquet(files: Sequence[str | Path], out_dir: Path) -> int:
     """Each JSON Lines file → one zstd Parquet file via DuckDB ``read_json``; returns rows written."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -40,12 +48,7 @@ def duckdb_json_to_parquet(files: Sequence[str | Path], out_dir: Path) -> int:
     try:
         for i, f in enumerate(files):
             dst = out_dir / f"{i:03d}-{Path(f).stem}.parquet"
-            n = con.execute(
-                "COPY (SELECT * FROM read_json($f, format = 'newline_delimited', ignore_errors = true, "
-                "union_by_name = true, maximum_object_size = 16777216)) TO '" + str(dst).replace("'", "''")
-                + "' (FORMAT parquet, COMPRESSION zstd)",
-                {"f": str(f)},
-            ).fetchone()
+            n = con.execute(_copy_sql(dst), {"f": str(f)}).fetchone()
             total += int(n[0]) if n else 0
     finally:
         con.close()
@@ -62,13 +65,16 @@ def kafka_bare(bootstrap: str, topic: str, group: str, out_dir: Path, batch_reco
 
     t0 = time.time()
     out_dir.mkdir(parents=True, exist_ok=True)
-    c = KafkaConsumer(bootstrap_servers=bootstrap.split(","), group_id=group, enable_auto_commit=False,
+    # No consumer group: the ceiling is the fetch itself (the collector's group join is part of its cost).
+    c = KafkaConsumer(bootstrap_servers=bootstrap.split(","), group_id=None, enable_auto_commit=False,
                       auto_offset_reset="earliest", max_poll_records=5_000, fetch_max_bytes=50 << 20,
                       max_partition_fetch_bytes=16 << 20)
     parts = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or [])]
+    c.assign(parts)
+    c.seek_to_beginning(*parts)
     end = c.end_offsets(parts)
     want = sum(end.values())
-    c.subscribe([topic])
+    t_first = None
     con = duckdb.connect()
     tmp = Path(tempfile.mkdtemp(prefix="dp-bare-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
     buf: list[bytes] = []
@@ -81,10 +87,7 @@ def kafka_bare(bootstrap: str, topic: str, group: str, out_dir: Path, batch_reco
         src = tmp / "batch.jsonl"
         src.write_bytes(b"\n".join(buf) + b"\n")
         dst = out_dir / f"batch-{batches:05d}.parquet"
-        n = con.execute(
-            "COPY (SELECT * FROM read_json($f, format = 'newline_delimited', ignore_errors = true, "
-            "union_by_name = true, maximum_object_size = 16777216)) TO '" + str(dst).replace("'", "''")
-            + "' (FORMAT parquet, COMPRESSION zstd)", {"f": str(src)}).fetchone()
+        n = con.execute(_copy_sql(dst), {"f": str(src)}).fetchone()
         rows += int(n[0]) if n else 0
         batches += 1
         buf = []
@@ -94,6 +97,8 @@ def kafka_bare(bootstrap: str, topic: str, group: str, out_dir: Path, batch_reco
     try:
         while got < want:
             polled = c.poll(timeout_ms=500, max_records=5_000)
+            if polled and t_first is None:
+                t_first = time.time()
             for msgs in polled.values():
                 for m in msgs:
                     buf.append(m.value or b"null")
@@ -107,7 +112,7 @@ def kafka_bare(bootstrap: str, topic: str, group: str, out_dir: Path, batch_reco
         for p in tmp.iterdir():
             p.unlink()
         tmp.rmdir()
-    return {"records": got, "rows": rows, "t0": t0, "t_end": time.time()}
+    return {"records": got, "rows": rows, "t0": t0, "t_first": t_first, "t_end": time.time()}
 
 
 # -- detection baselines: pandas ---------------------------------------------------------------

@@ -28,6 +28,8 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, default=7)
     r.add_argument("--only", default=",".join(GROUPS), help=f"comma-separated groups of {', '.join(GROUPS)}")
     r.add_argument("--out", default=str(REPO / "benchmarks" / "out"), help="results and cached data")
+    r.add_argument("--query-budget", type=float, default=120.0,
+                   help="seconds per query kind (allowed, path) per run before it stops issuing queries")
     r.add_argument("--json", dest="json_out", default=None, help="also write the whole run as JSON here; quiet")
     return ap
 
@@ -74,7 +76,8 @@ def run(a: argparse.Namespace) -> int:
         for n in scales:
             sc = Scale(out, a.seed, n)
             t0 = time.perf_counter()
-            doc = run_scale(sc, a.repeat, runner, groups, lambda m, lab=sc.label: step(f"[{lab}] {m}"))
+            doc = run_scale(sc, a.repeat, runner, groups, lambda m, lab=sc.label: step(f"[{lab}] {m}"),
+                            budget_s=a.query_budget)
             doc.update(machine=machine, command=command, seconds=round(time.perf_counter() - t0, 1))
             (out / f"{sc.label}.json").write_text(json.dumps(doc, indent=2, default=str))
             (out / f"{sc.label}.md").write_text(scale_md(doc, machine, command))

@@ -75,6 +75,13 @@ class Scale:
 Step = Callable[[str], None]
 
 
+def _checkpoint(sc: Scale, figs: Figures, notes: list[str]) -> None:
+    """Raw values so far, so a long run that is stopped still leaves what it measured."""
+    import json
+
+    (sc.out / f"{sc.label}.partial.json").write_text(json.dumps({"figures": figs.items, "notes": notes}, default=str))
+
+
 def run_scale(sc: Scale, repeat: int, runner: Runner, groups: tuple[str, ...], step: Step,
               budget_s: float = 120.0) -> dict[str, Any]:
     """Measure one scale; returns its JSON document (figures, agreement, notes)."""
@@ -103,6 +110,7 @@ def run_scale(sc: Scale, repeat: int, runner: Runner, groups: tuple[str, ...], s
     extra["records"] = lines
     extra["data_bytes"] = sum(p.stat().st_size for p in sc.data.iterdir() if p.suffix == ".jsonl")
 
+    _checkpoint(sc, figs, notes)
     # -- file → lake vs DuckDB read_json → Parquet ---------------------------------------------------
     lake_ready = (sc.lake / ".complete").exists()
     if "file" in groups or not lake_ready:
@@ -130,6 +138,7 @@ def run_scale(sc: Scale, repeat: int, runner: Runner, groups: tuple[str, ...], s
                          lines / c.result["seconds"], peak_rss_mb=c.peak_rss_mb)
                 shutil.rmtree(out, ignore_errors=True)
 
+    _checkpoint(sc, figs, notes)
     # -- layout: compaction, then row groups a per-identity query reads -------------------------------
     if not (sc.lake / ".compacted").exists():
         step("compacting the lake")
@@ -153,15 +162,18 @@ def run_scale(sc: Scale, repeat: int, runner: Runner, groups: tuple[str, ...], s
                      "row groups", x["row_groups_total"], better="lower")
             figs.add(f"layout.{who}_query_s", f"per-identity query, {who} identity", "s", x["seconds"], better="lower")
 
+    _checkpoint(sc, figs, notes)
     # -- Kafka → lake vs bare consumer; 2 collector processes -----------------------------------------
     if "kafka" in groups:
         _kafka(sc, repeat, runner, figs, notes, step, lines)
 
+    _checkpoint(sc, figs, notes)
     # -- detect: catalog, per detection, pandas and DuckDB baselines ----------------------------------
     agreement: dict[str, Any] = {}
     if "detect" in groups:
         agreement = _detect(sc, repeat, runner, figs, step)
 
+    _checkpoint(sc, figs, notes)
     # -- point-in-time queries, paths, graph -----------------------------------------------------------
     if "query" in groups:
         for r in range(repeat):
@@ -190,6 +202,7 @@ def run_scale(sc: Scale, repeat: int, runner: Runner, groups: tuple[str, ...], s
                          identity=g["identity"])
             figs.add("query.peak_rss_mb", "queries process peak RSS", "MiB", o.peak_rss_mb, better="lower")
 
+    _checkpoint(sc, figs, notes)
     items = figs.finish()
     ratios = _ratios(items)
     shutil.rmtree(sc.tmp, ignore_errors=True)
