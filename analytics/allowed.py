@@ -46,7 +46,8 @@ ORDER BY time, event_id
 """
 
 _CRED_IDS = """
-SELECT DISTINCT credential_id FROM events WHERE actor_id = $identity AND credential_id IS NOT NULL AND time <= $t
+SELECT DISTINCT credential_id FROM events
+WHERE actor_id = $identity AND credential_id IS NOT NULL AND time <= $t AND activity <> 'role.assumed'
 UNION
 SELECT DISTINCT credential_id FROM events
 WHERE target_id = $identity AND activity = 'role.assumed' AND credential_id IS NOT NULL AND time <= $t
