@@ -34,7 +34,8 @@ SAFE_KEYS = re.compile(
 )
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
 _BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}")
-_PEM = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.DOTALL)
+# a private key block; a cut-off one (truncated record) is redacted up to the end of its string
+_PEM = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----(?:.*?-----END [A-Z ]*PRIVATE KEY-----|[^\"]*)", re.DOTALL)
 _AWS_SECRET = re.compile(r"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+=]{40}(?![A-Za-z0-9/+=])")
 _GH_TOKEN = re.compile(r"\b(gh[pousr]_[A-Za-z0-9]{20,}|xox[baprs]-[A-Za-z0-9-]{10,}|hvs\.[A-Za-z0-9_-]{20,})")
 _GOOGLE_TOKEN = re.compile(r"\bya29\.[A-Za-z0-9_-]{20,}")
@@ -43,6 +44,18 @@ _URL_SECRET_PARAM = re.compile(
     r"key|sig|signature|x-amz-security-token|x-amz-signature|assertion)=)([^&#\s\"]{6,})"
 )
 _URL_PASSWORD = re.compile(r"(?<=://)([^/\s:@\"]+):([^/\s@\"]+)@")
+# key=value / key: value pairs of secret-named keys inside free text (query strings, headers, messages)
+_KV_SECRET = re.compile(
+    r"(?i)\b((?:client_|db_|user_)?pass(?:word|wd|phrase)?|pwd|client_?secret|secret|access_?token|refresh_?token|"
+    r"id_?token|token|api_?key|x-amz-security-token|session_?token|aws_secret_access_key|secret_?access_?key)"
+    r"(\\?\"?\s*[=:]\s*\\?\"?)(?!\[REDACTED)([^\s&;,'\"<>\\]{4,})"
+)
+# the same with camelCase keys (userPassword="...", "authToken": "...") as JSON text or logs carry them
+_KV_CAMEL = re.compile(
+    r"\b([a-z][a-zA-Z0-9]*(?:Password|Passwd|Secret|Token))(\\?\"?\s*[=:]\s*\\?\"?)(?!\[REDACTED)([^\s&;,'\"<>\\]{4,})"
+)
+# AWS STS session tokens: long base64 with a recognisable prefix, wherever they stand
+_STS = re.compile(r"\b(?:IQoJb3JpZ2lu|FwoGZXIvYXdz|IQoJ|FQoGZXIvYXdz)[A-Za-z0-9/+=]{40,}")
 _HASHED = re.compile(r"^(hmac-sha256|sha256|hmac-sha1):[0-9a-fA-F]+$|^\[REDACTED")
 
 
@@ -76,6 +89,11 @@ def redact_text(s: str) -> str:
         s = _URL_PASSWORD.sub(lambda m: m.group(1) + ":" + _mark(m.group(2)) + "@", s)
     if "=" in s and ("?" in s or "&" in s or "#" in s):
         s = _URL_SECRET_PARAM.sub(lambda m: m.group(1) + _mark(m.group(2)), s)
+    if "IQoJ" in s or "FwoG" in s or "FQoG" in s:
+        s = _STS.sub(lambda m: _mark(m.group(0)), s)
+    if "=" in s or ":" in s:
+        s = _KV_SECRET.sub(lambda m: m.group(1) + m.group(2) + _mark(m.group(3)), s)
+        s = _KV_CAMEL.sub(lambda m: m.group(1) + m.group(2) + _mark(m.group(3)), s)
     if "ya29." in s:
         s = _GOOGLE_TOKEN.sub(lambda m: _mark(m.group(0)), s)
     if n >= 16 and s[0] in "{[" and s[-1] in "}]":
