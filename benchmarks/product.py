@@ -43,6 +43,37 @@ def lake_window(con: Any) -> tuple[dt.datetime, dt.datetime]:
 
 def run_detections(lake_dir: str | Path, rules: Sequence[str] | None = None) -> dict[str, set[tuple[str, ...]]]:
     """The product's detections over the whole lake, pure (no alerts written): id → set of finding keys."""
+    try:
+        from analytics.detect import connect as detect_connect
+        from analytics.detect import detect_findings
+    except ImportError:
+        return _run_modules(lake_dir, rules)
+    con = detect_connect(lake_dir)
+    out: dict[str, set[tuple[str, ...]]] = {did: set() for did in (rules or detector_modules())}
+    for f in detect_findings(con, tuple(rules or ())):
+        out.setdefault(f.detection, set()).add(tuple(f.key))
+    con.close()
+    return out
+
+
+def run_detect_full(lake_dir: str | Path) -> dict[str, Any]:
+    """``decisionpath detect --full`` as the SOC runs it: alerts (with decision paths) written to the lake.
+
+    Alerts and detect state of a previous run are removed first, so every run does the same work.
+    """
+    import shutil
+    import time
+
+    from analytics.detect import DetectSettings, run
+
+    for sub in ("alerts", "detect_state"):
+        shutil.rmtree(Path(lake_dir) / sub, ignore_errors=True)
+    t0 = time.perf_counter()
+    res = run(DetectSettings(lake_dir=Path(lake_dir), full=True))
+    return {"seconds": time.perf_counter() - t0, "new_alerts": len(res.new_alerts), "findings": res.findings}
+
+
+def _run_modules(lake_dir: str | Path, rules: Sequence[str] | None = None) -> dict[str, set[tuple[str, ...]]]:
     from analytics.detectors.base import Context
     from analytics.lake import connect
 

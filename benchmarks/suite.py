@@ -274,8 +274,11 @@ def _detect(sc: Scale, repeat: int, runner: Runner, figs: Figures, step: Step) -
         figs.add("detect.catalog_s", f"detect, whole catalog ({len(ids)} detections)", "s", o.result["seconds"],
                  better="lower", detections=ids)
         figs.add("detect.catalog_peak_rss_mb", "detect, whole catalog, peak RSS", "MiB", o.peak_rss_mb, better="lower")
-        if r == 0:
-            product = {k: {tuple(x) for x in v} for k, v in o.result["findings"].items()}
+        step(f"detect run {r + 1}: decisionpath detect --full (alerts and paths written)")
+        o = runner.call("detect_full", {"lake": str(sc.lake)})
+        figs.add("detect.full_run_s", f"`detect --full` run, alerts with decision paths ({o.result['new_alerts']} alerts)",
+                 "s", o.result["seconds"], better="lower")
+        figs.add("detect.full_run_peak_rss_mb", "`detect --full` run, peak RSS", "MiB", o.peak_rss_mb, better="lower")
         for did in ids:
             step(f"detect run {r + 1}: {did}")
             o = runner.call("detect", {"lake": str(sc.lake), "rules": [did]})
@@ -283,6 +286,8 @@ def _detect(sc: Scale, repeat: int, runner: Runner, figs: Figures, step: Step) -
                      findings=len(o.result["findings"].get(did, [])))
             figs.add(f"detect.{did}.product_peak_rss_mb", f"{did} (product) peak RSS", "MiB", o.peak_rss_mb,
                      better="lower")
+            if r == 0:
+                product[did] = {tuple(x) for x in o.result["findings"].get(did, [])}
         for did in BASELINE_DETECTIONS:
             for impl in ("pandas", "duckdb"):
                 step(f"detect run {r + 1}: {did} {impl} baseline")

@@ -100,6 +100,13 @@ def detect(a: dict[str, Any]) -> dict[str, Any]:
 
 
 @task
+def detect_full(a: dict[str, Any]) -> dict[str, Any]:
+    from benchmarks.product import run_detect_full
+
+    return run_detect_full(a["lake"])
+
+
+@task
 def baseline_detect(a: dict[str, Any]) -> dict[str, Any]:
     from analytics.lake import connect
     from benchmarks.baselines import DETECTION_BASELINES

@@ -1,0 +1,61 @@
+"""Smoke test of the benchmark suite at 10k: every figure present and positive, baselines agree.
+
+No timing is asserted: the numbers depend on the machine.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+FIGURES = (
+    "gen.events_per_s",
+    "file.events_per_s", "file.ceiling_events_per_s", "file.peak_rss_mb",
+    "layout.busiest_row_groups_scanned", "layout.busiest_row_groups_total",
+    "layout.median_row_groups_scanned", "layout.median_row_groups_total",
+    "kafka.produce_events_per_s", "kafka.ceiling_events_per_s", "kafka.events_per_s", "kafka.events_per_s_2procs",
+    "kafka.peak_rss_mb",
+    "detect.catalog_s", "detect.catalog_peak_rss_mb", "detect.full_run_s",
+    "query.allowed_p50_ms", "query.allowed_p95_ms", "query.path_p50_ms", "query.path_p95_ms",
+    "query.graph_build_s",
+)
+RATIOS = ("file.ratio_vs_ceiling", "kafka.ratio_vs_ceiling", "kafka.ratio_2procs")
+BASELINED = ("DP-TR-1", "DP-TR-2", "DP-PC-3")
+
+
+@pytest.mark.slow
+@pytest.mark.kafka
+def test_benchmark_suite_at_10k(tmp_path: Path) -> None:
+    out = tmp_path / "run.json"
+    subprocess.run(
+        [sys.executable, "-m", "benchmarks", "run", "--scale", "10k", "--repeat", "1", "--query-budget", "20",
+         "--out", str(tmp_path / "bench"), "--json", str(out)],
+        cwd=REPO, check=True, timeout=1500,
+    )
+    whole = json.loads(out.read_text())
+    assert whole["machine"]["cores"] and whole["machine"]["packages"]["duckdb"]
+    doc = whole["runs"]["10k"]
+    figs = doc["figures"]
+    missing = [f for f in FIGURES if f not in figs]
+    assert not missing, f"figures missing: {missing}; notes: {doc['notes']}"
+    for did in BASELINED:
+        for kind in ("product_s", "pandas_s", "duckdb_s", "product_peak_rss_mb", "pandas_peak_rss_mb",
+                     "duckdb_peak_rss_mb"):
+            assert f"detect.{did}.{kind}" in figs
+    for fid, f in figs.items():
+        if fid.endswith("row_groups_scanned"):
+            assert 0 < f["median"] <= figs[fid.replace("scanned", "total")]["median"], fid
+        else:
+            assert f["median"] > 0 and f["min"] > 0, fid
+    for rid in RATIOS:
+        assert doc["ratios"][rid]["value"] > 0, rid
+    disagree = {k: a for k, a in doc["agreement"].items() if not a["agree"]}
+    assert set(doc["agreement"]) == {f"{d}/{i}" for d in BASELINED for i in ("pandas", "duckdb")}
+    assert not disagree, disagree
+    assert (tmp_path / "bench" / "10k.md").is_file() and (tmp_path / "bench" / "10k.json").is_file()
