@@ -30,6 +30,7 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--out", default=str(REPO / "benchmarks" / "out"), help="results and cached data")
     r.add_argument("--query-budget", type=float, default=120.0,
                    help="seconds per query kind (allowed, path) per run before it stops issuing queries")
+    r.add_argument("--queries", type=int, default=200, help="random allowed / path queries per run")
     r.add_argument("--json", dest="json_out", default=None, help="also write the whole run as JSON here; quiet")
     return ap
 
@@ -77,7 +78,7 @@ def run(a: argparse.Namespace) -> int:
             sc = Scale(out, a.seed, n)
             t0 = time.perf_counter()
             doc = run_scale(sc, a.repeat, runner, groups, lambda m, lab=sc.label: step(f"[{lab}] {m}"),
-                            budget_s=a.query_budget)
+                            budget_s=a.query_budget, n_queries=a.queries)
             doc.update(machine=machine, command=command, seconds=round(time.perf_counter() - t0, 1))
             (out / f"{sc.label}.json").write_text(json.dumps(doc, indent=2, default=str))
             (out / f"{sc.label}.md").write_text(scale_md(doc, machine, command))

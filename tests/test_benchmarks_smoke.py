@@ -30,6 +30,7 @@ BASELINED = ("DP-TR-1", "DP-TR-2", "DP-PC-3")
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2400)
 @pytest.mark.kafka
 def test_benchmark_suite_at_10k(tmp_path: Path) -> None:
     out = tmp_path / "run.json"
