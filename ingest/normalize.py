@@ -14,7 +14,7 @@ import pyarrow as pa
 from ingest import sources
 from ingest.errors import ParseError, UnsupportedFormat
 from ingest.events import DEAD_LETTER_SCHEMA, FIELD_NAMES, SCHEMA, utc
-from ingest.redact import redact, redact_attributes, redact_json, redact_text
+from ingest.redact import mark, redact, redact_attributes, redact_json, redact_text, scrub, secret_values
 from ingest.sources.base import Parser
 
 # Records larger than this are dead-lettered unparsed (their first bytes kept, redacted).
@@ -41,10 +41,18 @@ def dead_row(raw: bytes, origin: str, reason: str, now: dt.datetime, fmt: str | 
     """A dead-letter row: where it came from, why, and the record (redacted, bounded)."""
     digest = hashlib.sha256(raw).hexdigest()
     kept = raw[:DEAD_RAW_KEEP].decode("utf-8", "replace")
+    secrets: set[str] = set()
     try:
-        txt = redact_json(kept, orjson.loads(raw)) if len(raw) <= DEAD_RAW_KEEP else redact_text(kept)
+        if len(raw) <= DEAD_RAW_KEEP:
+            value = orjson.loads(raw)
+            txt = redact_json(kept, value)
+            if txt is not kept:
+                secrets = secret_values(value)
+        else:
+            txt = redact_text(kept)
     except orjson.JSONDecodeError:
         txt = redact_text(kept)
+    reason = scrub(reason, secrets)
     return {
         "dl_id": hashlib.sha256(f"{origin}\x00{digest}".encode()).hexdigest()[:32],
         "received_at": now,
@@ -78,6 +86,8 @@ def _finish(
         # Attributes are values taken from the record: when the record held no secret, neither do they.
         if raw_clean:
             row["attributes"] = orjson.dumps(attrs, default=str).decode()
+        elif isinstance(attrs, str):
+            row["attributes"] = redact_text(attrs)
         else:
             row["attributes"] = redact_attributes(attrs) if isinstance(attrs, dict) else orjson.dumps(
                 redact(attrs), default=str).decode()
@@ -86,6 +96,46 @@ def _finish(
     row["origin"] = origin
     row["raw"] = raw_text
     return row
+
+
+def _scrub_list(items: list[Any], secrets: set[str]) -> list[Any]:
+    """List elements scrubbed one by one, and as a whole: a secret split on whitespace ("Bearer", "<token>")
+    is found in the joined text, and the elements it swallowed are replaced by their marks."""
+    out = [scrub(x, secrets) if isinstance(x, str) else x for x in items]
+    strs = [x for x in out if isinstance(x, str)]
+    joined = " ".join(strs)
+    redacted = scrub(joined, secrets)
+    if redacted == joined:
+        return out
+    kept = set(redacted.split())
+    return [mark(x) if isinstance(x, str) and x not in kept else x for x in out]
+
+
+def _scrub_row(row: dict[str, Any], secrets: set[str]) -> dict[str, Any]:
+    """Every text column of a parser's row with secrets replaced (attributes are handled in _finish)."""
+    for k, v in row.items():
+        if k == "attributes" or k == "_pos":
+            continue
+        if isinstance(v, str):
+            row[k] = scrub(v, secrets)
+        elif isinstance(v, list):
+            row[k] = _scrub_list(v, secrets)
+    attrs = row.get("attributes")
+    if isinstance(attrs, str):
+        row["attributes"] = scrub(attrs, secrets)
+    elif attrs is not None:
+        row["attributes"] = _scrub_value(redact(attrs), secrets)
+    return row
+
+
+def _scrub_value(v: Any, secrets: set[str]) -> Any:
+    if isinstance(v, str):
+        return scrub(v, secrets)
+    if isinstance(v, list):
+        return _scrub_list([_scrub_value(x, secrets) for x in v], secrets)
+    if isinstance(v, dict):
+        return {k: _scrub_value(x, secrets) for k, x in v.items()}
+    return v
 
 
 def parse_record(
@@ -116,7 +166,11 @@ def parse_record(
             raise ParseError("parser produced no event")
         text = raw.decode("utf-8", "replace")
         raw_text = redact_json(text, rec)
-        finished = [_finish(r, raw_text, origin, now, raw_text is text) for r in rows]
+        clean = raw_text is text
+        if not clean:  # the record held a secret: make sure no parser copied it into a column
+            secrets = secret_values(rec)
+            rows = [_scrub_row(r, secrets) for r in rows]
+        finished = [_finish(r, raw_text, origin, now, clean) for r in rows]
     except ParseError as e:
         out.dead.append(dead_row(raw, origin, (f"{parser.name}: " if parser else "") + e.reason, now,
                                  parser.name if parser else None))

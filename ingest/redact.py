@@ -8,6 +8,8 @@ Values that sources already hash (Vault's ``hmac-sha256:...``) are left as they 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import re
 from functools import lru_cache
@@ -59,16 +61,32 @@ _STS = re.compile(r"\b(?:IQoJb3JpZ2lu|FwoGZXIvYXdz|IQoJ|FQoGZXIvYXdz)[A-Za-z0-9/
 _HASHED = re.compile(r"^(hmac-sha256|sha256|hmac-sha1):[0-9a-fA-F]+$|^\[REDACTED")
 
 
+def mark(secret: str) -> str:
+    """The fingerprint mark that stands in for a redacted secret."""
+    return _mark(secret)
+
+
 def _mark(secret: str) -> str:
     return "[REDACTED sha256:" + hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()[:16] + "]"
 
 
 def _aws_secret(m: re.Match[str]) -> str:
     s = m.group(0)
-    # 40 chars of base64 alphabet with mixed classes: an AWS secret access key shape.
+    # 40 chars of base64 alphabet with mixed classes: an AWS secret access key shape. Ids that are
+    # base64 of text (OPA bundle revisions, encoded JSON) decode to printable bytes; keys are random.
     if any(c.isupper() for c in s) and any(c.islower() for c in s) and any(c.isdigit() or c in "/+" for c in s):
+        if _base64_of_text(s):
+            return s
         return _mark(s)
     return s
+
+
+def _base64_of_text(s: str) -> bool:
+    try:
+        raw = base64.b64decode(s.rstrip("=") + "=" * (-len(s.rstrip("=")) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return bool(raw) and sum(32 <= b < 127 for b in raw) >= 0.95 * len(raw)
 
 
 def redact_text(s: str) -> str:
@@ -261,3 +279,39 @@ def redact(value: Any, _depth: int = 0) -> Any:
     if isinstance(value, str):
         return redact_text(value)
     return value
+
+
+def secret_values(value: Any, _depth: int = 0) -> set[str]:
+    """The values held under secret-named keys (and in secret containers) anywhere in ``value``."""
+    out: set[str] = set()
+    if _depth > 64:
+        return out
+    if type(value) is dict:
+        for k, v in value.items():
+            tv = type(v)
+            if (tv is str or tv is int) and is_secret_key(str(k)):
+                sv = str(v)
+                if len(sv) >= 4 and not _HASHED.match(sv):
+                    out.add(sv)
+            elif tv is dict and _secret_container(str(k), value):
+                out.update(str(cv) for cv in v.values() if type(cv) in (str, int) and len(str(cv)) >= 4)
+            elif tv is dict or tv is list:
+                out |= secret_values(v, _depth + 1)
+            elif tv is str and len(v) >= 16 and v[0] in "{[":
+                try:
+                    out |= secret_values(orjson.loads(v), _depth + 1)
+                except orjson.JSONDecodeError:
+                    pass
+    elif type(value) is list:
+        for v in value:
+            if type(v) is dict or type(v) is list:
+                out |= secret_values(v, _depth + 1)
+    return out
+
+
+def scrub(s: str, secrets: set[str] | frozenset[str] = frozenset()) -> str:
+    """Text with the given secret values and any secret-looking substrings replaced by marks."""
+    for sv in secrets:
+        if sv in s:
+            s = s.replace(sv, _mark(sv))
+    return redact_text(s)

@@ -181,17 +181,12 @@ def test_redact_text_leaves_plain_words_alone():
     assert redact_text(plain) == plain
 
 
-@pytest.mark.xfail(strict=True, reason="normalize._finish copies parser output to canonical text columns "
-                   "(actor_id, user_agent, resource, action, scope, request_id, ...) without redact_text, and "
-                   "dead_row keeps parser error messages (reason) that quote the offending value unredacted")
 def test_canonical_columns_hold_no_planted_secret():
     leaks, _ = _normalized_leaks()
     assert leaks == {}
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="same bug as test_canonical_columns_hold_no_planted_secret: the lake "
-                   "files, Delta stats in _delta_log and detect output carry the unredacted canonical columns")
 def test_no_planted_secret_is_written_anywhere(tmp_path):
     tpl = _templates()
     data = tmp_path / "data"
