@@ -46,16 +46,16 @@ else:
     since, until = None, None
 
 activity = q.identity_activity(lake, token, identity, since, until)
-creds = q.identity_credentials(lake, token, identity)
-deleg = q.identity_delegations(lake, token, identity)
-m = st.columns(4)
+m = st.columns(3)
 m[0].metric("Events in window", f"{int(activity['events'].sum()) if not activity.empty else 0:,}")
-m[1].metric("Credentials", f"{len(creds):,}")
-m[2].metric("Delegations", f"{len(deleg):,}")
-m[3].metric("Active", f"{lo} → {hi}")
+m[1].metric("Categories", f"{activity['category'].nunique() if not activity.empty else 0}")
+m[2].metric("Active", f"{lo} → {hi}")
 
-tab_graph, tab_time, tab_cred, tab_del = st.tabs(["Decision graph", "Timeline", "Credentials", "Delegations"])
-with tab_graph:
+# One section at a time: only the chosen one is queried (the credential and delegation marts are
+# the expensive part on a large lake).
+section = st.segmented_control("Show", ["Decision graph", "Timeline", "Credentials", "Delegations"],
+                               default="Decision graph", key="id_section") or "Decision graph"
+if section == "Decision graph":
     data = q.identity_graph_json(lake, token, identity, since, until)
     if data is None:
         not_available("The decision graph", "analytics.graphs")
@@ -64,7 +64,7 @@ with tab_graph:
         st.caption(f"{g.number_of_nodes():,} nodes, {g.number_of_edges():,} edges. Drag to pan, scroll to zoom, "
                    "click a node or an edge for details.")
         show_graph(g, focus=[identity], height=560)
-with tab_time:
+elif section == "Timeline":
     if not activity.empty:
         st.altair_chart(alt.Chart(activity).mark_bar().encode(
             x=alt.X("day:T", title="day"), y="events:Q", color="category:N",
@@ -72,12 +72,16 @@ with tab_time:
     tl = q.identity_timeline(lake, token, identity, since, until)
     st.caption(f"{len(tl):,} events (newest first, at most 2,000)")
     st.dataframe(tl, hide_index=True, height=380)
-with tab_cred:
+elif section == "Credentials":
+    creds = q.identity_credentials(lake, token, identity)
+    st.caption(f"{len(creds):,} credentials issued to or used by this identity")
     if creds.empty:
         st.info("No credential seen.")
     else:
         st.dataframe(creds, hide_index=True, height=380)
-with tab_del:
+else:
+    deleg = q.identity_delegations(lake, token, identity)
+    st.caption(f"{len(deleg):,} delegations")
     if deleg.empty:
         st.info("No delegation seen.")
     else:
