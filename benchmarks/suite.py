@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks.runner import Outcome, Runner
+from benchmarks.runner import Outcome, Runner, WorkerFailed
 from benchmarks.stats import scale_label, summary
 
 GROUPS = ("gen", "file", "layout", "kafka", "detect", "query")
@@ -151,58 +151,72 @@ def run_scale(sc: Scale, repeat: int, runner: Runner, groups: tuple[str, ...], s
     elif (sc.lake / ".compacted").read_text().startswith("Lake.compact() failed"):
         notes.append((sc.lake / ".compacted").read_text())
     if "layout" in groups:
-        step("row groups of a per-identity query")
-        o = runner.call("rowgroups", {"lake": str(sc.lake)})
-        for who in ("busiest", "median"):
-            x = o.result[who]
-            figs.add(f"layout.{who}_row_groups_scanned", f"row groups read, {who} identity ({x['events']:,} events)",
-                     "row groups", x["row_groups_scanned"], better="lower", total=x["row_groups_total"],
-                     identity=x["identity"])
-            figs.add(f"layout.{who}_row_groups_total", f"row groups in the files, {who} identity query",
-                     "row groups", x["row_groups_total"], better="lower")
-            figs.add(f"layout.{who}_query_s", f"per-identity query, {who} identity", "s", x["seconds"], better="lower")
+        try:
+            step("row groups of a per-identity query")
+            o = runner.call("rowgroups", {"lake": str(sc.lake)})
+            for who in ("busiest", "median"):
+                x = o.result[who]
+                figs.add(f"layout.{who}_row_groups_scanned", f"row groups read, {who} identity ({x['events']:,} events)",
+                         "row groups", x["row_groups_scanned"], better="lower", total=x["row_groups_total"],
+                         identity=x["identity"])
+                figs.add(f"layout.{who}_row_groups_total", f"row groups in the files, {who} identity query",
+                         "row groups", x["row_groups_total"], better="lower")
+                figs.add(f"layout.{who}_query_s", f"per-identity query, {who} identity", "s", x["seconds"], better="lower")
+        except WorkerFailed as e:  # one broken group must not lose the others
+            notes.append(f"layout: {e}")
 
     _checkpoint(sc, figs, notes)
     # -- Kafka → lake vs bare consumer; 2 collector processes -----------------------------------------
     if "kafka" in groups:
-        _kafka(sc, repeat, runner, figs, notes, step, lines)
+        try:
+            _kafka(sc, repeat, runner, figs, notes, step, lines)
+        except WorkerFailed as e:  # one broken group must not lose the others
+            notes.append(f"kafka: {e}")
 
     _checkpoint(sc, figs, notes)
     # -- detect: catalog, per detection, pandas and DuckDB baselines ----------------------------------
     agreement: dict[str, Any] = {}
     if "detect" in groups:
-        agreement = _detect(sc, repeat, runner, figs, step)
+        try:
+            agreement = _detect(sc, repeat, runner, figs, step)
+        except WorkerFailed as e:  # one broken group must not lose the others
+            notes.append(f"detect: {e}")
 
     _checkpoint(sc, figs, notes)
     # -- point-in-time queries, paths, graph -----------------------------------------------------------
     if "query" in groups:
-        for r in range(repeat):
-            step(f"allowed / path / graph run {r + 1}")
-            o = runner.call("queries", {"lake": str(sc.lake), "n": n_queries, "seed": sc.seed,
-                                        "budget_s": budget_s})
-            for q in ("allowed", "path"):
-                x = o.result[q]
-                if "error" in x:
+        try:
+            for r in range(repeat):
+                step(f"allowed / path / graph run {r + 1}")
+                o = runner.call("queries", {"lake": str(sc.lake), "n": n_queries, "seed": sc.seed,
+                                            "budget_s": budget_s})
+                for q in ("allowed", "path"):
+                    x = o.result[q]
+                    if "error" in x:
+                        if r == 0:
+                            notes.append(x["error"])
+                        continue
+                    if (x["n"] < n_queries or x.get("censored")) and r == 0:
+                        notes.append(f"`{q}`: {x['n']} of {n_queries} queries ran within the {budget_s:.0f} s budget"
+                                     + (" (the last interrupted at the budget: its time is a lower bound)"
+                                        if x.get("censored") else ""))
+                    figs.add(f"query.{q}_p50_ms", f"`{q}` latency p50 ({x['n']} of {n_queries} random queries)", "ms", x["p50"] * 1e3,
+                             better="lower")
+                    figs.add(f"query.{q}_p95_ms", f"`{q}` latency p95 ({x['n']} of {n_queries} random queries)", "ms", x["p95"] * 1e3,
+                             better="lower")
+                g = o.result["graph"]
+                if "error" in g:
                     if r == 0:
-                        notes.append(x["error"])
-                    continue
-                if (x["n"] < n_queries or x.get("censored")) and r == 0:
-                    notes.append(f"`{q}`: {x['n']} of {n_queries} queries ran within the {budget_s:.0f} s budget"
-                                 + (" (the last interrupted at the budget: its time is a lower bound)"
-                                    if x.get("censored") else ""))
-                figs.add(f"query.{q}_p50_ms", f"`{q}` latency p50 ({x['n']} of {n_queries} random queries)", "ms", x["p50"] * 1e3,
-                         better="lower")
-                figs.add(f"query.{q}_p95_ms", f"`{q}` latency p95 ({x['n']} of {n_queries} random queries)", "ms", x["p95"] * 1e3,
-                         better="lower")
-            g = o.result["graph"]
-            if "error" in g:
-                if r == 0:
-                    notes.append(g["error"])
-            else:
-                figs.add("query.graph_build_s", f"identity graph, busiest identity ({g['events']:,} events, "
-                         f"{g['nodes']} nodes, {g['edges']} edges)", "s", g["seconds"], better="lower",
-                         identity=g["identity"])
-            figs.add("query.peak_rss_mb", "queries process peak RSS", "MiB", o.peak_rss_mb, better="lower")
+                        notes.append(g["error"])
+                else:
+                    if g.get("censored") and r == 0:
+                        notes.append(f"identity graph: interrupted at the {budget_s:.0f} s budget (a lower bound)")
+                    figs.add("query.graph_build_s", f"identity graph, busiest identity ({g['events']:,} events, "
+                             f"{g['nodes']} nodes, {g['edges']} edges)", "s", g["seconds"], better="lower",
+                             identity=g["identity"])
+                figs.add("query.peak_rss_mb", "queries process peak RSS", "MiB", o.peak_rss_mb, better="lower")
+        except WorkerFailed as e:  # one broken group must not lose the others
+            notes.append(f"query: {e}")
 
     _checkpoint(sc, figs, notes)
     items = figs.finish()

@@ -246,12 +246,14 @@ def queries(a: dict[str, Any]) -> dict[str, Any]:
     else:
         ident, cnt = con.execute("SELECT actor_id, count(*) n FROM events WHERE actor_id IS NOT NULL "
                                  "GROUP BY 1 ORDER BY n DESC, actor_id LIMIT 1").fetchone()
-        t0 = time.perf_counter()
-        g = identity_graph(con, ident)
-        secs = time.perf_counter() - t0
-        nodes = g.number_of_nodes() if hasattr(g, "number_of_nodes") else None
-        edges = g.number_of_edges() if hasattr(g, "number_of_edges") else None
-        out["graph"] = {"identity": ident, "events": cnt, "seconds": secs, "nodes": nodes, "edges": edges}
+        built: list[Any] = []
+        lat: list[float] = []
+        censored = _timed(con, [lambda: built.append(identity_graph(con, ident))], budget, lat, {})
+        g = built[0] if built else None
+        nodes = g.number_of_nodes() if g is not None else None
+        edges = g.number_of_edges() if g is not None else None
+        out["graph"] = {"identity": ident, "events": cnt, "seconds": lat[0], "nodes": nodes, "edges": edges,
+                        "censored": censored}
     return out
 
 
