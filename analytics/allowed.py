@@ -53,17 +53,19 @@ SELECT DISTINCT credential_id FROM events
 WHERE target_id = $identity AND activity = 'role.assumed' AND credential_id IS NOT NULL AND time <= $t
 """
 
-_CREDENTIAL = """
+_CREDENTIALS = """
 SELECT credential_id, credential_type, holder, scope, parent_id, task_id, issued_at, expires_at, revoked_at,
        issue_event_id
-FROM credentials
-WHERE credential_id = $cid AND issued_at <= $t AND (valid_until IS NULL OR $t < valid_until)
+FROM credentials_for($ids)
+WHERE issued_at <= $t AND (valid_until IS NULL OR $t < valid_until)
+ORDER BY issued_at, credential_id
 """
 
-_DELEGATION = """
+_DELEGATIONS = """
 SELECT delegator, delegation_chain, delegated_scope, credential_id, task_id, valid_from, valid_until, how
-FROM delegations
-WHERE credential_id = $cid AND delegate = $identity AND valid_from <= $t AND (valid_until IS NULL OR $t < valid_until)
+FROM delegations_for($ids)
+WHERE delegate = $identity AND valid_from <= $t AND (valid_until IS NULL OR $t < valid_until)
+ORDER BY valid_from, credential_id
 """
 
 _POLICY = """
@@ -169,14 +171,10 @@ def allowed_at(
     else:
         answer, why = "unknown", "no authorization decision and no matching action around that instant"
 
-    creds: list[dict[str, Any]] = []
-    dels: list[dict[str, Any]] = []
-    for (cid,) in con.execute(_CRED_IDS, {"identity": identity, "t": t}).fetchall():
-        # one equality query per id: DuckDB pushes `=` (not IN lists) through the credentials mart
-        creds += rows(con, _CREDENTIAL, {"cid": cid, "t": t})
-        dels += rows(con, _DELEGATION, {"cid": cid, "identity": identity, "t": t})
-    creds.sort(key=lambda c: (c["issued_at"], c["credential_id"]))
-    dels.sort(key=lambda d: (d["valid_from"], d["credential_id"]))
+    # The lifecycle of just these credentials: the id list is applied at the scan, not after the aggregates.
+    ids = sorted(r[0] for r in con.execute(_CRED_IDS, {"identity": identity, "t": t}).fetchall())
+    creds = rows(con, _CREDENTIALS, {"ids": ids, "t": t}) if ids else []
+    dels = rows(con, _DELEGATIONS, {"ids": ids, "identity": identity, "t": t}) if ids else []
 
     prefer = gov["policy_id"] if gov else next((d["policy_id"] for d in decisions if d["policy_id"]), None)
     policy = rows(con, _POLICY.format(policy=" AND policy_id = $prefer" if prefer else ""),

@@ -137,9 +137,10 @@ def identity_graph(
         edges += con.execute(q, p).fetchall()
     g = build_graph(edges, identity)
     creds = [n[len("credential:"):] for n, d in g.nodes(data=True) if d["type"] == "credential"]
-    for cid in creds:
-        for c in rows(con, "SELECT credential_type, scope, issued_at, expires_at, revoked_at FROM credentials "
-                           "WHERE credential_id = $cid", {"cid": cid}):
+    if creds:
+        for c in rows(con, "SELECT credential_id, credential_type, scope, issued_at, expires_at, revoked_at "
+                           "FROM credentials_for($ids)", {"ids": sorted(creds)}):
+            cid = c.pop("credential_id")
             g.nodes[f"credential:{cid}"].update({k: _scalar(v) for k, v in c.items() if v is not None})
     return g
 

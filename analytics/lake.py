@@ -4,6 +4,8 @@ Layers (one view per file): ``events`` (staging) → ``int_credential_*`` (inter
 ``credentials``, ``delegations``, ``policy_versions``, ``decisions``, ``actions``, ``identities``.
 Views are lazy: nothing is read until a query runs, and filters on ``actor_id``/``time``/``day``
 are pushed into the Parquet scan so row groups are pruned on their min/max statistics.
+The credential layers are also table macros ``<view>_for(ids)`` (same SQL, restricted to a list of
+credential ids at the scan); the view is ``<view>_for(NULL)``, i.e. every credential.
 """
 
 from __future__ import annotations
@@ -21,6 +23,11 @@ import pyarrow as pa
 
 from ingest.events import SCHEMA
 from ingest.lake import Lake
+
+# Views defined once as table macros over a credential-id list (NULL: all credentials).
+BY_CREDENTIAL: frozenset[str] = frozenset(
+    {"int_credential_issued", "int_credential_revoked", "int_credential_used", "credentials", "delegations"}
+)
 
 # Order matters: each view may read only the ones before it.
 VIEWS: tuple[str, ...] = (
@@ -70,7 +77,12 @@ def connect(lake_dir: str | Path, memory_limit: str = "2GB", threads: int | None
     else:
         con.sql(_empty_events_sql()).create_view("raw_events")
     for name in VIEWS:
-        con.sql(view_sql(name)).create_view(name)
+        if name in BY_CREDENTIAL:
+            # The SQL text is the package's own file, never input.
+            con.execute(f"CREATE MACRO {name}_for(ids) AS TABLE {view_sql(name)}")
+            con.execute(f"CREATE VIEW {name} AS SELECT * FROM {name}_for(CAST(NULL AS VARCHAR[]))")  # noqa: S608
+        else:
+            con.sql(view_sql(name)).create_view(name)
     return con
 
 

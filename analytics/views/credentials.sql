@@ -1,6 +1,7 @@
 -- mart: one row per credential, its lifecycle from issuance (or first sighting) to expiry or revocation.
 -- Left joins from the id union (not a full outer join) so `WHERE credential_id = $id` reaches every scan.
-WITH ids AS (SELECT credential_id FROM int_credential_issued UNION SELECT credential_id FROM int_credential_used)
+WITH all_ids AS (SELECT credential_id FROM int_credential_issued_for(ids)
+             UNION SELECT credential_id FROM int_credential_used_for(ids))
 SELECT
     credential_id,
     coalesce(i.credential_type, u.credential_type) AS credential_type,
@@ -26,7 +27,7 @@ SELECT
     i.issue_event_id,
     r.revoke_event_id,
     i.issuer
-FROM ids
-LEFT JOIN int_credential_issued i USING (credential_id)
-LEFT JOIN int_credential_used u USING (credential_id)
-LEFT JOIN int_credential_revoked r USING (credential_id)
+FROM all_ids
+LEFT JOIN int_credential_issued_for(ids) i USING (credential_id)
+LEFT JOIN int_credential_used_for(ids) u USING (credential_id)
+LEFT JOIN int_credential_revoked_for(ids) r USING (credential_id)

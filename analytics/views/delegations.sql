@@ -11,7 +11,7 @@ SELECT
     issue_event_id,
     CASE WHEN issue_event_id IS NOT NULL THEN 'on_behalf_of/act chain on ' || issue_activity
          ELSE 'on_behalf_of/act chain seen on use' END AS how
-FROM credentials
+FROM credentials_for(ids)
 WHERE holder IS NOT NULL
   AND (on_behalf_of IS NOT NULL OR len(coalesce(delegation_chain, [])) > 1)
   AND coalesce(on_behalf_of, delegation_chain[1]) <> holder

@@ -18,7 +18,7 @@ SELECT
     arg_min(src_workload, time) AS issued_to_workload,
     arg_min(source, time) AS issuer
 FROM events
-WHERE credential_id IS NOT NULL
+WHERE credential_id IS NOT NULL AND (ids IS NULL OR list_contains(ids, credential_id))
   AND activity IN ('session.started', 'token.issued', 'token.exchanged', 'token.refreshed', 'svid.minted', 'role.assumed')
   AND coalesce(outcome, 'success') <> 'failure'
 GROUP BY credential_id

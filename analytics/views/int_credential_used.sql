@@ -7,7 +7,7 @@ WITH per_origin AS (
            arg_min(on_behalf_of, time) AS on_behalf_of, arg_min(delegation_chain, time) AS delegation_chain,
            arg_min(scope, time) AS scope, arg_min(task_id, time) AS task_id
     FROM events
-    WHERE credential_id IS NOT NULL
+    WHERE credential_id IS NOT NULL AND (ids IS NULL OR list_contains(ids, credential_id))
       AND activity NOT IN ('session.started', 'token.issued', 'token.exchanged', 'token.refreshed', 'svid.minted',
                            'role.assumed', 'token.revoked', 'secret.revoked', 'session.ended', 'request')
     GROUP BY credential_id, src_workload, src_ip
