@@ -67,6 +67,7 @@ class KafkaCollector:
         self._first_ts: dict[Any, int] = {}
         self._stop = threading.Event()
         self._consumer: Any = None
+        self._last_data = time.monotonic()
 
     def stop(self) -> None:
         """Ask ``run()`` to flush what it holds and return (safe from a signal handler)."""
@@ -101,6 +102,9 @@ class KafkaCollector:
         return c
 
     def _on_assigned(self, partitions: Sequence[Any]) -> None:
+        # A rebalance is activity: a member that takes over a dead member's partitions must get
+        # its full --until-idle to read them, however long it had been idle before.
+        self._last_data = time.monotonic()
         for tp in partitions:
             prog = self.lake.progress(app_id(self.s.group, tp.topic, tp.partition))
             after = prog.resume_after
@@ -160,19 +164,19 @@ class KafkaCollector:
                 outer._on_assigned(assigned)
 
         self._consumer.subscribe(topics=list(self.s.topics), listener=_Listener())
-        last_data = time.monotonic()
+        self._last_data = time.monotonic()
         try:
             while not self._stop.is_set():
                 try:
                     polled = self._consumer.poll(timeout_ms=200, max_records=self.s.max_poll_records)
                 except KafkaError as e:  # transient broker trouble: keep what we hold, retry
                     time.sleep(0.5)
-                    if time.monotonic() - last_data > 300:
+                    if time.monotonic() - self._last_data > 300:
                         raise BrokerUnavailable(f"Kafka at {self.s.bootstrap} unreachable for 5 minutes: {e}") from e
                     continue
                 now = time.monotonic()
                 if polled:
-                    last_data = now
+                    self._last_data = now
                     for tp, msgs in polled.items():
                         buf = self._buf.setdefault(tp, [])
                         origin = f"kafka:{tp.topic}/{tp.partition}@"
@@ -185,7 +189,7 @@ class KafkaCollector:
                                 self._flush(tp)
                                 buf = self._buf.setdefault(tp, [])
                 else:
-                    idle = now - last_data
+                    idle = now - self._last_data
                     if self._buf and idle >= self.s.idle_flush_s:
                         self._flush_all()
                     if self.s.until_idle_s is not None and idle >= self.s.until_idle_s and self._assigned():

@@ -123,7 +123,7 @@ def test_two_collectors_one_group_member_killed_rebalance_exactly_once(broker, t
     ref_counts = lake_counts(ref)
     lake_dir = tmp_path / "lake"
     args = ["ingest", "kafka", "--bootstrap", broker.bootstrap, "--topic", topic, "--group", "g-two",
-            "--lake", str(lake_dir), "--chunk-records", "150", "--session-timeout-ms", "2000", "--until-idle", "8"]
+            "--lake", str(lake_dir), "--chunk-records", "150", "--session-timeout-ms", "2000", "--until-idle", "45"]
     a, b = _popen(args), _popen(args)
     producer = threading.Thread(target=cli, args=("produce", str(c.dir), "--bootstrap", broker.bootstrap,
                                                   "--topic", topic))
@@ -135,12 +135,9 @@ def test_two_collectors_one_group_member_killed_rebalance_exactly_once(broker, t
     producer.join(timeout=120)
     _, err = a.communicate(timeout=180)
     assert a.returncode == 0, err.decode()[-2000:]
-    got = lake_counts(Lake(lake_dir))
-    assert got["events"] == got["distinct"]  # never a duplicate, whatever the survivor got
-    # The survivor was not observed to take over the dead member's partitions before its idle exit
-    # (see docs/reliability.md); a member joining later does, and resumes from the lake.
-    time.sleep(2.5)
-    cli(*args)
+    # The survivor takes over the dead member's partitions once Tansu rebalances the group (about
+    # 20 s after the kill here, though the session timeout is 2 s: see docs/reliability.md), resumes
+    # them from the lake, and the lake ends exact.
     got = lake_counts(Lake(lake_dir))
     assert got["events"] == got["distinct"] == ref_counts["events"] == c.events
     assert got["dead"] == got["dead_distinct_origins"] == c.dead
