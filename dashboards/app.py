@@ -16,7 +16,7 @@ if _ROOT not in sys.path:
 
 import streamlit as st  # noqa: E402
 
-from dashboards.context import db, lake_dir  # noqa: E402
+from dashboards.context import lake_dir  # noqa: E402
 
 # A local file: emoji and material page icons make the browser fetch the favicon from a CDN.
 _ICON = Path(__file__).with_name("favicon.png")
@@ -53,8 +53,6 @@ pages = [
 nav = st.navigation(pages)
 with st.sidebar:
     st.caption(f"Lake: `{lake}`")
-    if not db().native:
-        st.caption("analytics.lake not available yet: reading the `events` table only.")
     if _auth_required() and st.user.is_logged_in:
         st.caption(f"Signed in as {st.user.get('email') or st.user.get('name')}")
         st.button("Sign out", on_click=st.logout)

@@ -1,4 +1,4 @@
-"""Run-time context of the dashboard: which lake, the shared read-only DuckDB connection, optional APIs.
+"""Run-time context of the dashboard: which lake, its state token, the shared read-only DuckDB connection.
 
 The lake comes from ``--lake DIR`` after ``--`` on the ``streamlit run`` command line, else from
 ``DECISIONPATH_LAKE``, else ``./lake``; it is read on every run, never at import time.
@@ -7,7 +7,6 @@ The lake comes from ``--lake DIR`` after ``--`` on the ``streamlit run`` command
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
 import threading
@@ -15,14 +14,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import duckdb
 import streamlit as st
 
+from analytics.lake import connect
+
 LAKE_ENV = "DECISIONPATH_LAKE"
 MEMORY_LIMIT_ENV = "DECISIONPATH_MEMORY_LIMIT"
+# Delta tables whose newest commit makes up the lake state token.
+STATE_TABLES = ("events", "alerts", "triage")
 
 
 def lake_dir() -> str:
@@ -33,32 +35,27 @@ def lake_dir() -> str:
     return str(Path(args.lake or os.environ.get(LAKE_ENV) or "lake").resolve())
 
 
+def table_version(lake: str, table: str) -> str:
+    """The newest Delta commit of one table (``-`` when the table does not exist yet)."""
+    log = Path(lake) / table / "_delta_log"
+    try:
+        return max((p.name.split(".")[0] for p in log.iterdir() if p.name.endswith(".json")), default="-")
+    except OSError:
+        return "-"
+
+
 def lake_token(lake: str) -> str:
-    """Cheap fingerprint of the lake's current state: the newest commit of each Delta table.
+    """Cheap fingerprint of the lake's state: the newest Delta commit of each table the pages read.
 
     Cached queries take it as an argument, so new events, alerts or triage marks show up on the
     next rerun without re-reading anything when nothing changed.
     """
-    parts = []
-    root = Path(lake)
-    for table in ("events", "alerts", "alert_triage", "triage"):
-        log = root / table / "_delta_log"
-        try:
-            newest = max((p.name for p in log.iterdir() if p.name.endswith(".json")), default="-")
-        except OSError:
-            newest = "-"
-        parts.append(f"{table}={newest}")
-    return ";".join(parts)
+    return ";".join(f"{t}={table_version(lake, t)}" for t in STATE_TABLES)
 
 
-def optional(module: str) -> ModuleType | None:
-    """Import a colleague's analytics module, or None while it has not landed."""
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as e:
-        if e.name and (e.name == module or module.startswith(e.name + ".") or e.name.startswith("analytics")):
-            return None
-        raise
+def events_token(token: str) -> str:
+    """The part of the token that concerns ``events`` only (event queries need not rerun on a triage mark)."""
+    return token.split(";", 1)[0]
 
 
 @dataclass
@@ -67,7 +64,6 @@ class Db:
 
     con: duckdb.DuckDBPyConnection
     lock: threading.Lock
-    native: bool  # True: views from analytics.lake.connect; False: fallback with `events` only
 
     @contextmanager
     def use(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -75,44 +71,19 @@ class Db:
             yield self.con
 
 
-def _fallback_connect(lake: str, memory_limit: str) -> duckdb.DuckDBPyConnection:
-    """Only an ``events`` view over the current Delta snapshot, for builds without analytics.lake."""
-    from ingest.lake import Lake
-
-    con = duckdb.connect(config={"memory_limit": memory_limit})
-    files = Lake(lake).files("events")
-    if files:
-        con.read_parquet(files, hive_partitioning=True).create_view("events")
-    return con
-
-
 @st.cache_resource(max_entries=2, show_spinner=False)
-def get_db(lake: str, token: str) -> Db:
-    """One connection per lake state, shared by every session (read-only use)."""
-    memory_limit = os.environ.get(MEMORY_LIMIT_ENV, "2GB")
-    mod = optional("analytics.lake")
-    if mod is not None:
-        con = mod.connect(lake, memory_limit=memory_limit)
-        return Db(con, threading.Lock(), True)
-    return Db(_fallback_connect(lake, memory_limit), threading.Lock(), False)
+def get_db(lake: str, events_version: str) -> Db:
+    """One ``analytics.lake`` connection per events snapshot, shared by every session (read-only use)."""
+    return Db(connect(lake, memory_limit=os.environ.get(MEMORY_LIMIT_ENV, "2GB")), threading.Lock())
 
 
-def db() -> Db:
-    lake = lake_dir()
-    return get_db(lake, lake_token(lake))
-
-
-def not_available(what: str, module: str) -> None:
-    """The standard message for a feature whose analytics module has not landed yet."""
-    st.info(f"{what} is not available yet in this build (`{module}` is missing).", icon=":material/construction:")
+def db_for(lake: str, token: str) -> Db:
+    """The connection for a lake state token."""
+    return get_db(lake, events_token(token))
 
 
 def to_plain(obj: Any) -> Any:
     """An API result as JSON-able data (``to_json()`` when it has one)."""
     if hasattr(obj, "to_json"):
         return obj.to_json()
-    if isinstance(obj, dict):
-        return obj
-    if hasattr(obj, "__dict__"):
-        return dict(vars(obj))
     return obj

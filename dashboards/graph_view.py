@@ -52,6 +52,76 @@ def trim(g: nx.Graph, focus: Iterable[str] = (), max_nodes: int = MAX_NODES) -> 
     return g.subgraph(keep).copy(), g.number_of_nodes() - len(keep)
 
 
+def summarise(g: nx.MultiDiGraph, focus: str, top: int = 8) -> tuple[nx.MultiDiGraph, dict[str, int]]:
+    """A legible digest of a busy identity graph: credentials grouped per task, then the ``top`` nodes
+    of each type (by edge count) kept and the rest of that type merged into one ``+N more`` node.
+
+    Edges merged together add their counts, keep the earliest first and latest last sighting, and
+    list how each was made; returns the digest and, per node type, how many nodes were merged away.
+    """
+    types = {n: str(d.get("type") or _kind(d)) for n, d in g.nodes(data=True)}
+    # 1. a credential that was issued for a task is drawn as part of that task
+    group: dict[str, str] = {}
+    for u, v in g.edges():
+        if types.get(u) == "credential" and types.get(v) == "task" and u not in group:
+            group[u] = v
+    creds_per_task: dict[str, int] = {}
+    for t in group.values():
+        creds_per_task[t] = creds_per_task.get(t, 0) + 1
+    # 2. weight of each node after grouping: the sum of its edge counts
+    weight: dict[str, int] = {}
+    for u, v, d in g.edges(data=True):
+        for n in (group.get(u, u), group.get(v, v)):
+            weight[n] = weight.get(n, 0) + int(d.get("count", 1) or 1)
+    by_type: dict[str, list[str]] = {}
+    for n in g.nodes:
+        if n in group or n == focus:
+            continue
+        by_type.setdefault(types[n], []).append(n)
+    merged: dict[str, int] = {}
+    for typ, nodes in by_type.items():
+        nodes.sort(key=lambda n: (-weight.get(n, 0), str(n)))
+        for n in nodes[top:]:
+            group[n] = f"more:{typ}"
+        if len(nodes) > top:
+            merged[typ] = len(nodes) - top
+    # credentials grouped into a task that was itself merged follow it
+    for c, t in list(group.items()):
+        if t in group:
+            group[c] = group[t]
+    h = nx.MultiDiGraph(**g.graph)
+    for n in g.nodes:
+        m = group.get(n, n)
+        if m in h:
+            continue
+        if m.startswith("more:"):
+            typ = m[len("more:"):]
+            h.add_node(m, type=typ, label=f"+{merged.get(typ, 0)} more {typ.replace('_', ' ')}s",
+                       merged=merged.get(typ, 0))
+        else:
+            attrs = dict(g.nodes[m])
+            if m in creds_per_task:
+                attrs["label"] = f"{attrs.get('label', m)} · {creds_per_task[m]} cred."
+                attrs["credentials"] = creds_per_task[m]
+            h.add_node(m, **attrs)
+    for u, v, d in g.edges(data=True):
+        a, b = group.get(u, u), group.get(v, v)
+        if a == b:
+            continue
+        kind = str(d.get("kind", ""))
+        if h.has_edge(a, b, kind):
+            e = h.edges[a, b, kind]
+            e["count"] += int(d.get("count", 1) or 1)
+            e["first_seen"] = min(e["first_seen"], str(d.get("first_seen", "")))
+            e["last_seen"] = max(e["last_seen"], str(d.get("last_seen", "")))
+            if d.get("how") and d["how"] not in e["how"].split("; "):
+                e["how"] += "; " + d["how"]
+        else:
+            h.add_edge(a, b, key=kind, kind=kind, how=str(d.get("how", "")), count=int(d.get("count", 1) or 1),
+                       first_seen=str(d.get("first_seen", "")), last_seen=str(d.get("last_seen", "")))
+    return h, merged
+
+
 def layout(g: nx.Graph) -> dict[Any, tuple[float, float]]:
     """Layered left-to-right for a DAG (paths), force-directed otherwise; coordinates in 0..1000."""
     if g.number_of_nodes() == 0:
