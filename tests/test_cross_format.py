@@ -270,3 +270,33 @@ def test_auto_sniffing_cli(tmp_path: Path) -> None:
     p = cli("ingest", "file", str(MIXED), "--format", "auto", "--lake", str(tmp_path / "lake"), "--json")
     out = json.loads(p.stdout)
     assert (out["read"], out["events"], out["dead_letter"]) == (23, len(EXPECTED), len(UNSUPPORTED))
+
+
+# --- README "Supported formats": every example is read by its format and sniffed as it ---------------------
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+ALL_FORMATS = {"keycloak", "spire", "opa", "mcp", "cloudtrail", "vault", "okta", "k8s_audit", "gcp_audit", "entra", "ocsf"}
+
+
+def _readme_examples() -> list[tuple[str, str]]:
+    import re
+
+    text = README.read_text()
+    section = text.split("\n## Supported formats\n", 1)[1].split("\n## ", 1)[0]
+    pairs = re.findall(r"```json\n(.+?)\n```\n```bash\n.*?--format (\w+) --lake", section, flags=re.S)
+    return [(fmt, rec) for rec, fmt in pairs]
+
+
+def test_readme_examples_cover_every_format() -> None:
+    assert sorted(f for f, _ in _readme_examples()) == sorted(ALL_FORMATS)
+
+
+@pytest.mark.parametrize("fmt,rec", _readme_examples(), ids=[f for f, _ in _readme_examples()])
+def test_readme_example_parses(fmt: str, rec: str) -> None:
+    from ingest import sources
+    from ingest.normalize import normalize
+
+    assert [n for n, p in sources.PARSERS.items() if p.sniff(json.loads(rec))] == [fmt]
+    for hint in (fmt, "auto"):
+        batch = normalize([(rec.encode(), "readme:1")], fmt=hint)
+        assert batch.dead == [] and [e["format"] for e in batch.events] == [fmt], (hint, batch.dead)
