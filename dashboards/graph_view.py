@@ -23,6 +23,9 @@ KIND_COLOURS = {
     "decision": "#dc2626", "event": "#475569", "alert": "#b91c1c",
 }
 MAX_NODES = 400
+# Columns of a digest graph, left to right: who delegated and which policy decided, the identity,
+# what it held (credentials, tasks), what it called, what it touched.
+DIGEST_COLUMNS = {"identity": 0, "policy_version": 0, "credential": 2, "task": 3, "tool": 4, "resource": 5}
 
 
 def _kind(attrs: Mapping[str, Any]) -> str:
@@ -96,8 +99,7 @@ def summarise(g: nx.MultiDiGraph, focus: str, top: int = 8) -> tuple[nx.MultiDiG
             continue
         if m.startswith("more:"):
             typ = m[len("more:"):]
-            h.add_node(m, type=typ, label=f"+{merged.get(typ, 0)} more {typ.replace('_', ' ')}s",
-                       merged=merged.get(typ, 0))
+            h.add_node(m, type=typ, label=f"+{merged.get(typ, 0)} more {plural(typ)}", merged=merged.get(typ, 0))
         else:
             attrs = dict(g.nodes[m])
             if m in creds_per_task:
@@ -119,13 +121,32 @@ def summarise(g: nx.MultiDiGraph, focus: str, top: int = 8) -> tuple[nx.MultiDiG
         else:
             h.add_edge(a, b, key=kind, kind=kind, how=str(d.get("how", "")), count=int(d.get("count", 1) or 1),
                        first_seen=str(d.get("first_seen", "")), last_seen=str(d.get("last_seen", "")))
+    for n in h.nodes:
+        h.nodes[n]["col"] = 1 if n == focus else DIGEST_COLUMNS.get(str(h.nodes[n].get("type")), 2)
+        h.nodes[n]["rank"] = -weight.get(n, 0) if not str(n).startswith("more:") else 1
     return h, merged
+
+
+def plural(node_type: str) -> str:
+    """``identity`` → ``identities``, ``policy_version`` → ``policy versions``."""
+    word = node_type.replace("_", " ")
+    return word[:-1] + "ies" if word.endswith("y") else word + "s"
 
 
 def layout(g: nx.Graph) -> dict[Any, tuple[float, float]]:
     """Layered left-to-right for a DAG (paths), force-directed otherwise; coordinates in 0..1000."""
     if g.number_of_nodes() == 0:
         return {}
+    if all("col" in d for _, d in g.nodes(data=True)):
+        cols: dict[int, list[Any]] = {}
+        for n, d in g.nodes(data=True):
+            cols.setdefault(int(d["col"]), []).append(n)
+        out: dict[Any, tuple[float, float]] = {}
+        for c, members in cols.items():
+            members.sort(key=lambda n: (str(g.nodes[n].get("type")), g.nodes[n].get("rank", 0), str(n)))
+            for y, n in enumerate(members):
+                out[n] = (c * 230.0, (y - (len(members) - 1) / 2) * 64.0)
+        return out
     simple = nx.DiGraph(g) if g.is_directed() else nx.Graph(g)
     if simple.is_directed() and nx.is_directed_acyclic_graph(simple) and g.number_of_nodes() <= 60:
         pos: dict[Any, tuple[float, float]] = {}
@@ -152,7 +173,7 @@ def graph_payload(g: nx.Graph, focus: Iterable[str] = ()) -> dict[str, Any]:
         nodes.append({"id": str(n), "kind": kind, "label": label if len(label) <= 34 else "…" + label[-33:],
                       "x": pos[n][0], "y": pos[n][1], "focus": str(n) in focus,
                       "colour": KIND_COLOURS.get(kind, "#334155"),
-                      "attrs": {k: _plain(v) for k, v in attrs.items()}})
+                      "attrs": {k: _plain(v) for k, v in attrs.items() if k not in ("col", "rank")}})
     edges = []
     it = g.edges(data=True, keys=True) if g.is_multigraph() else ((u, v, None, d) for u, v, d in g.edges(data=True))
     for u, v, _key, attrs in it:

@@ -23,12 +23,12 @@ from tests.test_dashboard_app import RESEARCH, build_lake
 CHROMIUM = Path("/usr/bin/chromium")
 REPO = Path(__file__).resolve().parent.parent
 SHOTS = REPO / "artifacts" / "screenshots"
-PAGES = [  # (url path, title, text that must be on the page)
-    ("", "Overview", "Events over time"),
-    ("alerts", "Alerts", ""),
-    ("identity", "Identity explorer", "Search an identity"),
-    ("investigate", "Investigate", "Decision path of an event"),
-    ("coverage", "NHI inventory & framework coverage", "Framework coverage"),
+PAGES = [  # (url path, title, screenshot name)
+    ("", "Overview", "overview"),
+    ("alerts", "Alerts", "alerts"),
+    ("identity", "Identity explorer", "identity"),
+    ("investigate", "Investigate", "investigate"),
+    ("coverage", "NHI inventory & framework coverage", "nhi"),
 ]
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 
@@ -64,7 +64,7 @@ def server(tmp_path_factory):
     else:
         proc.kill()
         pytest.fail("dashboard did not come up:\n" + log.read_text())
-    yield url
+    yield url, lake
     proc.terminate()
     try:
         proc.wait(timeout=15)
@@ -105,7 +105,27 @@ def wait_idle(page, timeout: float = 60_000) -> None:
     page.wait_for_function(IDLE_JS, timeout=timeout, polling=100)
 
 
+def _shot(page, name: str) -> None:
+    page.screenshot(path=str(SHOTS / name), full_page=True)
+
+
+def _no_error(page) -> str:
+    body = page.inner_text("body")
+    assert page.locator('[data-testid="stException"]').count() == 0, body[:2000]
+    assert "Traceback" not in body and "not available yet" not in body
+    return body
+
+
 def test_every_page_in_chromium(server, browser):
+    from analytics.detectors import BY_ID
+    from analytics.lake import connect, rows
+    from analytics.triage import list_alerts
+
+    url, lake = server
+    alerts = list_alerts(lake)
+    con = connect(lake)
+    deny = rows(con, """SELECT actor_id, time, tool FROM decisions WHERE decision = 'deny' AND tool IS NOT NULL
+        AND actor_id IS NOT NULL ORDER BY time, event_id LIMIT 1""")[0]
     SHOTS.mkdir(parents=True, exist_ok=True)
     ctx = browser.new_context(viewport={"width": 1440, "height": 1700})
     outside: list[str] = []
@@ -113,36 +133,57 @@ def test_every_page_in_chromium(server, browser):
     page = ctx.new_page()
     page.on("websocket", lambda ws: None if _is_local(ws.url.replace("ws", "http", 1)) else outside.append(ws.url))
     timings: dict[str, float] = {}
-    for path, title, must in PAGES:
+    musts = {  # text that proves the page shows the lake's real content
+        "Overview": ["Events over time", f"{len(alerts):,} alerts", "Non-human identities without an owner"],
+        "Alerts": [f"{len(alerts):,} of {len(alerts):,} alerts", "Evidence path", "Decision path of the key event"],
+        "Identity explorer": ["Search an identity", "drawn as a digest"],
+        "Investigate": ["Decision path of an event", "Was this identity allowed"],
+        "NHI inventory & framework coverage": ["Framework coverage", sorted(BY_ID)[0], "items covered"],
+    }
+    for path, title, _ in PAGES:
         t0 = time.perf_counter()
-        page.goto(f"{server}/{path}")
+        page.goto(f"{url}/{path}")
         page.get_by_role("heading", name=title).first.wait_for(timeout=60_000)
         wait_idle(page)
         timings[title] = round(time.perf_counter() - t0, 2)
-        body = page.inner_text("body")
-        assert page.locator('[data-testid="stException"]').count() == 0, body[:2000]
-        assert "Traceback" not in body
-        if must:
-            assert must in body, (title, body[:1000])
+        body = _no_error(page)
+        for must in musts[title]:
+            assert must in body, (title, must, body[:1500])
+        if title == "Alerts":  # the chosen alert's id is on the page, and it is one of the lake's
+            assert any(a in body for a in alerts["alert_id"]), body[:1500]
         name = title.split(" ")[0].lower().replace("&", "")
-        page.screenshot(path=str(SHOTS / f"{len(timings)}-{name}.png"), full_page=True)
+        _shot(page, f"{len(timings)}-{name}.png")
 
-    # identity explorer: search, pick, draw
-    page.goto(f"{server}/identity")
+    # identity explorer: search, pick, draw, click a node
+    page.goto(f"{url}/identity")
     box = page.get_by_label("Search an identity (user, SPIFFE ID, role ARN, service account)")
     box.fill("agent/research")
     box.press("Enter")
     page.get_by_text("Events in window").first.wait_for(timeout=60_000)
     wait_idle(page)
-    assert page.locator('[data-testid="stException"]').count() == 0
+    _no_error(page)
     assert RESEARCH in unquote(page.url)  # the selection is kept in the address, for sharing
-    assert "Events in window" in page.inner_text("body")
     frames = [f for f in page.frames if f.query_selector("svg#svg")]
-    if frames:  # analytics.graphs is in this build: click a node, read its details
-        f = frames[0]
-        f.locator("g[data-id] circle").first.click()
-        assert f.inner_text("#title") != "Click a node or an edge"
-    page.screenshot(path=str(SHOTS / "6-identity-selected.png"), full_page=True)
+    assert frames, "the decision graph is drawn"
+    f = frames[0]
+    assert f.locator("g[data-id]").count() <= 60  # the digest stays legible
+    f.locator("g[data-id] circle").first.click()
+    assert f.inner_text("#title") != "Click a node or an edge"
+    _shot(page, "6-identity-selected.png")
+
+    # investigate: a recorded deny is answered "denied"
+    page.goto(f"{url}/investigate")
+    page.get_by_role("heading", name="Investigate").first.wait_for(timeout=60_000)
+    wait_idle(page)
+    page.get_by_label("Identity", exact=True).fill(deny["actor_id"])
+    page.get_by_label("At (ISO 8601, UTC if no zone)").fill(deny["time"].isoformat())
+    page.get_by_label("Action or tool (optional)").fill(deny["tool"])
+    page.get_by_role("button", name="Answer").click()
+    page.get_by_text("Governing decision").first.wait_for(timeout=60_000)
+    wait_idle(page)
+    body = _no_error(page)
+    assert f"denied: {deny['actor_id']}" in body, body[:2000]
+    _shot(page, "7-investigate-answer.png")
     (SHOTS / "timings.json").write_text(json.dumps(timings, indent=2))
     ctx.close()
     assert outside == [], f"requests left 127.0.0.1: {outside}"

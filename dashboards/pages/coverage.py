@@ -27,6 +27,13 @@ with tab_cov:
         "alerts": int(counts.get(d.id, 0)), "open": int(open_counts.get(d.id, 0)),
         **{FRAMEWORKS[k]: ", ".join(v) for k, v in d.refs.items()},
     } for d in dets]), hide_index=True)
+    pick = st.selectbox("Detection", [d.id for d in dets], key="cov_det",
+                        format_func=lambda i: f"{i} · {next(d.title for d in dets if d.id == i)}")
+    d = next(d for d in dets if d.id == pick)
+    st.markdown(f"**{d.id} · {d.title}** ({d.severity}): {d.description}  \n"
+                + "  \n".join(f"{FRAMEWORKS[k]}: " + ", ".join(f"{i} {framework_names(k).get(i, '')}".strip()
+                                                               for i in v) for k, v in d.refs.items() if v)
+                + f"  \nAlerts: {int(counts.get(d.id, 0)):,} ({int(open_counts.get(d.id, 0)):,} open)")
     fw = st.radio("Framework", list(FRAMEWORKS), format_func=FRAMEWORKS.get, horizontal=True, key="cov_fw")
     names = framework_names(fw)
     items = sorted(set(names) | {i for d in dets for i in d.refs[fw]},

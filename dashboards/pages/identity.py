@@ -11,7 +11,7 @@ import streamlit as st
 
 from dashboards import queries as q
 from dashboards.context import events_token, lake_dir, lake_token
-from dashboards.graph_view import show_graph, summarise
+from dashboards.graph_view import plural, show_graph, summarise
 
 TOP = 8  # nodes of each type drawn in the digest graph
 
@@ -72,11 +72,11 @@ if section == "Decision graph":
         show_graph(g, focus=[focus], height=560)
     else:
         digest, merged = summarise(g, focus, top=TOP)
-        more = ", ".join(f"{n:,} {t.replace('_', ' ')}s" for t, n in sorted(merged.items()))
+        more = ", ".join(f"{n:,} {plural(t)}" for t, n in sorted(merged.items()))
         st.caption(f"{g.number_of_nodes():,} nodes, {g.number_of_edges():,} edges, drawn as a digest: credentials "
                    f"inside the task they were issued for, the {TOP} busiest of each type"
                    + (f" (merged: {more})" if more else "") + ". Click a node or an edge for its counts.")
-        show_graph(digest, focus=[focus], height=560)
+        show_graph(digest, focus=[focus], height=620)
 elif section == "Timeline":
     if not activity.empty:
         st.altair_chart(alt.Chart(activity).mark_bar().encode(
