@@ -79,12 +79,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_ingest_file(args: argparse.Namespace) -> int:
-    from ingest.collect_files import ingest_files
+    from ingest.collect_files import default_workers, ingest_files
 
     lake = _lake(args)
     with _progress(args, "ingest") as advance:
         stats = ingest_files(args.paths, lake, fmt=args.format, chunk_records=args.chunk_records,
-                             on_chunk=lambda s: advance(s.read))
+                             on_chunk=lambda s: advance(s.read), workers=args.workers or default_workers())
     if args.compact:
         lake.compact()
     _report_ingest(args, stats)
@@ -259,6 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("paths", nargs="+")
     f.add_argument("--format", default="auto", help="auto (sniff each record) or a format name")
     f.add_argument("--chunk-records", type=int, default=50_000)
+    f.add_argument("--workers", type=int, default=0, help="parsing processes (default: one per core)")
     f.add_argument("--compact", action="store_true", help="rewrite touched days sorted after ingest")
     f.set_defaults(func=cmd_ingest_file)
     k = common(isub.add_parser("kafka", help="consume topics as a member of a consumer group"))

@@ -7,7 +7,9 @@ their source positions, and move their own progress marker only after this retur
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+import os
+from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +51,47 @@ class IngestStats:
                 f"{self.files} files, {self.chunks} chunks, {self.seconds:.1f}s ({rate:,.0f} records/s)")
 
 
+@dataclass(frozen=True)
+class Normalized:
+    """A chunk after parsing: Arrow tables plus the source position of every row."""
+
+    events: pa.Table
+    dead: pa.Table
+    event_positions: pa.Array
+    dead_positions: pa.Array
+    read: int
+    first: int
+    last: int
+
+
+def normalize_chunk(items: Sequence[tuple[bytes, str, int]], fmt: str, now: dt.datetime | None = None) -> Normalized:
+    """Pure: ``(raw, origin, position)`` items → tables. Runs in worker processes."""
+    batch = normalize(items, fmt=fmt, now=now)
+    events, dead = to_tables(batch)
+    return Normalized(
+        events, dead,
+        pa.array([r["_pos"] for r in batch.events], pa.int64()),
+        pa.array([r["_pos"] for r in batch.dead], pa.int64()),
+        len(items), items[0][2], items[-1][2],
+    )
+
+
+def commit_normalized(
+    lake: Lake, n: Normalized, app_id: str, progress: Progress, metadata: dict[str, Any] | None = None,
+) -> IngestStats:
+    """Commit one normalised chunk exactly once (see ``Lake.commit``)."""
+    stats = IngestStats(read=n.read, chunks=1)
+    meta = {"first_position": n.first, "last_position": n.last}
+    meta.update(metadata or {})
+    res = lake.commit(
+        n.events, n.dead, app_id, n.last, metadata=meta,
+        skip_events_upto=progress.events, skip_dead_upto=progress.dead_letter,
+        event_positions=n.event_positions, dead_positions=n.dead_positions,
+    )
+    stats.events, stats.dead_letter, stats.duplicates = res.events_written, res.dead_written, res.duplicates
+    return stats
+
+
 def commit_chunk(
     lake: Lake,
     items: Sequence[tuple[bytes, str, int]],
@@ -58,21 +101,99 @@ def commit_chunk(
     metadata: dict[str, Any] | None = None,
     now: dt.datetime | None = None,
 ) -> IngestStats:
-    """Normalise ``(raw, origin, position)`` items and commit them; positions must increase."""
-    stats = IngestStats(read=len(items), chunks=1)
+    """Normalise ``(raw, origin, position)`` items and commit them, in this process."""
     if not items:
-        return stats
-    batch = normalize(items, fmt=fmt, now=now)
-    events, dead = to_tables(batch)
-    ev_pos = pa.array([r["_pos"] for r in batch.events], pa.int64())
-    dl_pos = pa.array([r["_pos"] for r in batch.dead], pa.int64())
-    first, last = items[0][2], items[-1][2]
-    meta = {"first_position": first, "last_position": last}
-    meta.update(metadata or {})
-    res = lake.commit(
-        events, dead, app_id, last, metadata=meta,
-        skip_events_upto=progress.events, skip_dead_upto=progress.dead_letter,
-        event_positions=ev_pos, dead_positions=dl_pos,
-    )
-    stats.events, stats.dead_letter, stats.duplicates = res.events_written, res.dead_written, res.duplicates
-    return stats
+        return IngestStats(chunks=1)
+    return commit_normalized(lake, normalize_chunk(items, fmt, now), app_id, progress, metadata)
+
+
+def _worker_init() -> None:
+    """A parsing worker dies with its parent and never holds the caller's stdout/stderr open.
+
+    (A collector killed with SIGKILL must not leave workers behind that keep a pipe open: the
+    process that started the collector would wait on that pipe forever.)
+    """
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+    except OSError:  # not Linux: the pool's own broken-pipe detection still applies
+        pass
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+
+
+class Pipeline:
+    """Parse chunks in worker processes while this process reads and commits, in submission order.
+
+    Parsing is pure Python and dominates ingest; commits must stay ordered per input (the lake's
+    progress marker is the last position committed), so results are committed strictly in the
+    order chunks were submitted. ``workers <= 1`` parses in this process (no pool at all).
+    """
+
+    def __init__(self, workers: int, max_pending: int | None = None) -> None:
+        self.workers = max(1, workers)
+        self.max_pending = max_pending or self.workers + 1
+        self._pool: Any = None
+        self._pending: deque[tuple[Any, Sequence[tuple[bytes, str, int]], str, Callable[[Normalized], None]]] = deque()
+
+    def _executor(self) -> Any:
+        if self._pool is None:
+            import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor
+
+            # fork: no helper processes (a forkserver and a resource tracker would outlive a killed
+            # collector holding its output pipes). Workers only run pure-Python parsing and Arrow
+            # conversion, never the parent's DuckDB or delta-rs threads' locks.
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("fork"),
+                                             initializer=_worker_init)
+        return self._pool
+
+    def submit(self, items: Sequence[tuple[bytes, str, int]], fmt: str,
+               then: Callable[[Normalized], None]) -> None:
+        """Parse ``items``; ``then(result)`` runs here, in order, once it and every earlier chunk are done."""
+        if self.workers == 1:
+            then(normalize_chunk(items, fmt))
+            return
+        items = list(items)
+        fut = self._executor().submit(normalize_chunk, items, fmt)
+        self._pending.append((fut, items, fmt, then))
+        while len(self._pending) >= self.max_pending:
+            self._complete_one()
+
+    def _complete_one(self) -> None:
+        from concurrent.futures.process import BrokenProcessPool
+
+        fut, items, fmt, then = self._pending.popleft()
+        try:
+            result = fut.result()
+        except BrokenProcessPool:
+            # A worker died (out of memory, killed) or could not start: parse here instead.
+            result = normalize_chunk(items, fmt)
+        then(result)
+
+    def drain(self) -> None:
+        """Commit everything submitted so far."""
+        while self._pending:
+            self._complete_one()
+
+    def close(self) -> None:
+        try:
+            self.drain()
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True, cancel_futures=True)
+                self._pool = None
+
+    def __enter__(self) -> Pipeline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if exc[0] is not None and self._pool is not None:  # failing: do not commit what is pending
+            self._pending.clear()
+        self.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -18,9 +19,9 @@ from typing import IO, Any, cast
 
 import orjson
 
-from ingest.chunks import IngestStats, commit_chunk
+from ingest.chunks import IngestStats, Normalized, Pipeline, commit_normalized
 from ingest.errors import ConfigError
-from ingest.lake import Lake
+from ingest.lake import Lake, Progress
 
 CHUNK_RECORDS = 50_000
 _SUFFIXES = (".json", ".jsonl", ".ndjson", ".log", ".gz")
@@ -121,6 +122,11 @@ class _Concat(io.RawIOBase):
         return n
 
 
+def default_workers() -> int:
+    """Parsing processes: one per core (this process mostly reads and commits meanwhile)."""
+    return max(1, os.cpu_count() or 1)
+
+
 def ingest_files(
     paths: Sequence[str | Path],
     lake: Lake,
@@ -128,43 +134,47 @@ def ingest_files(
     chunk_records: int = CHUNK_RECORDS,
     on_chunk: Callable[[IngestStats], None] | None = None,
     after_commit: Callable[[int], None] | None = None,
+    workers: int = 1,
 ) -> IngestStats:
     """Ingest files into the lake exactly once; returns the run summary.
 
+    ``workers > 1`` parses chunks in that many processes; commits stay in order in this one.
     ``after_commit`` is called with the chunk number after each lake commit (tests use it to
     kill the process at a chosen point).
     """
     t0 = time.perf_counter()
     total = IngestStats()
     files = expand(paths)
-    for path in files:
-        app_id = f"file:{content_id(path)}"
-        prog = lake.progress(app_id)
-        resume = prog.resume_after or 0
-        chunk: list[tuple[bytes, str, int]] = []
-        for item in records(path):
-            if item[2] <= resume:
-                total.already_ingested += 1
-                total.read += 1
-                continue
-            chunk.append(item)
-            if len(chunk) >= chunk_records:
-                _flush(lake, chunk, app_id, fmt, prog, path, total, on_chunk, after_commit)
-                chunk = []
-        if chunk:
-            _flush(lake, chunk, app_id, fmt, prog, path, total, on_chunk, after_commit)
-        total.files += 1
+    if fmt != "auto":
+        from ingest import sources
+
+        sources.get(fmt)  # an unknown format is a usage error before anything is read
+    with Pipeline(workers) as pipe:
+        for path in files:
+            app_id = f"file:{content_id(path)}"
+            prog = lake.progress(app_id)
+            resume = prog.resume_after or 0
+
+            def commit(n: Normalized, app_id: str = app_id, prog: Progress = prog, path: Path = path) -> None:
+                s = commit_normalized(lake, n, app_id, prog, {"file": str(path)})
+                total.add(s)
+                if after_commit:
+                    after_commit(total.chunks)
+                if on_chunk:
+                    on_chunk(s)
+
+            chunk: list[tuple[bytes, str, int]] = []
+            for item in records(path):
+                if item[2] <= resume:
+                    total.already_ingested += 1
+                    total.read += 1
+                    continue
+                chunk.append(item)
+                if len(chunk) >= chunk_records:
+                    pipe.submit(chunk, fmt, commit)
+                    chunk = []
+            if chunk:
+                pipe.submit(chunk, fmt, commit)
+            total.files += 1
     total.seconds = time.perf_counter() - t0
     return total
-
-
-def _flush(
-    lake: Lake, chunk: list[tuple[bytes, str, int]], app_id: str, fmt: str, prog: object, path: Path,
-    total: IngestStats, on_chunk: Callable[[IngestStats], None] | None, after_commit: Callable[[int], None] | None,
-) -> None:
-    s = commit_chunk(lake, chunk, app_id, fmt, prog, {"file": str(path)})  # type: ignore[arg-type]
-    total.add(s)
-    if on_chunk:
-        on_chunk(s)
-    if after_commit:
-        after_commit(total.chunks)
