@@ -31,13 +31,25 @@ def _df(lake: str, token: str, sql: str, params: dict[str, Any] | None = None) -
 
 # -- overview ------------------------------------------------------------------------------
 @st.cache_data(ttl=TTL, show_spinner=False)
+def events_by(lake: str, token: str) -> pd.DataFrame:
+    """Event counts and time span per source and category (one scan of three columns)."""
+    return _df(lake, token, """SELECT source, category, count(*) AS events, min(time) AS first, max(time) AS last
+        FROM events GROUP BY ALL ORDER BY events DESC, source, category""")
+
+
+@st.cache_data(ttl=TTL, show_spinner=False)
 def lake_summary(lake: str, token: str) -> dict[str, Any]:
-    """Event count, time span, sources, the busy period (2nd to 98th percentile of event time)."""
-    row = _df(lake, token, """
-        SELECT count(*) AS events, min(time) AS first, max(time) AS last, count(DISTINCT source) AS sources,
-               approx_quantile(time, 0.02) AS busy_from, approx_quantile(time, 0.98) AS busy_to
-        FROM events""").iloc[0]
-    return {k: row[k] for k in row.index}
+    """Event count, time span, sources, and the busy period: the hours holding the 2nd to 98th percentile
+    of events (an hourly histogram and its running total, cheaper than a quantile over every timestamp)."""
+    by = events_by(lake, token)
+    busy = _df(lake, token, """
+        WITH h AS (SELECT date_trunc('hour', time) AS b, count(*) AS n FROM events GROUP BY 1),
+        c AS (SELECT b, sum(n) OVER (ORDER BY b) AS cum, sum(n) OVER () AS tot FROM h)
+        SELECT min(b) FILTER (WHERE cum >= 0.02 * tot) AS busy_from,
+               max(b) FILTER (WHERE cum <= 0.98 * tot) + INTERVAL 1 HOUR AS busy_to FROM c""").iloc[0]
+    return {"events": int(by["events"].sum()), "first": by["first"].min() if not by.empty else None,
+            "last": by["last"].max() if not by.empty else None, "sources": int(by["source"].nunique()),
+            "busy_from": busy["busy_from"], "busy_to": busy["busy_to"]}
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)
@@ -78,12 +90,6 @@ def events_over_time(lake: str, token: str, bucket: str, by: str, since: Any = N
         SELECT date_trunc($bucket, time) AS bucket, {col} AS series, count(*) AS events
         FROM events WHERE ($since IS NULL OR time >= $since) AND ($until IS NULL OR time <= $until)
         GROUP BY ALL ORDER BY bucket""", {"bucket": bucket, "since": since, "until": until})  # noqa: S608
-
-
-@st.cache_data(ttl=TTL, show_spinner=False)
-def events_by(lake: str, token: str) -> pd.DataFrame:
-    """Event counts per source and category."""
-    return _df(lake, token, "SELECT source, category, count(*) AS events FROM events GROUP BY ALL ORDER BY events DESC")
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)

@@ -345,9 +345,11 @@ def test_coverage_and_inventory(app, dash_lake):
     at.radio(key="cov_fw").set_value("attack").run()
     assert_clean(at)
     assert "T1550.001" in set(at.dataframe[1].value["item"])
-    inv = at.dataframe[2].value
+    at.segmented_control(key="cov_section").set_value("NHI inventory").run()
+    assert_clean(at)
+    inv = at.dataframe[0].value
     records = inventory.inventory(connect(dash_lake))
     assert set(inv["identity"]) == {r.identity for r in records if r.identity_type != "human"}
     at.text_input(key="inv_filter").input("agent/research").run()
     assert_clean(at)
-    assert list(at.dataframe[2].value["identity"]) == [RESEARCH]
+    assert list(at.dataframe[0].value["identity"]) == [RESEARCH]

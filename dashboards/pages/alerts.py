@@ -15,6 +15,7 @@ from dashboards.graph_view import links_graph, show_graph
 SEVERITIES = ["critical", "high", "medium", "low"]
 VERDICTS = {"true_positive": "True positive", "false_positive": "False positive", "benign": "Benign (expected)",
             "open": "Re-open"}
+STATUS = {**VERDICTS, "open": "Open"}
 
 lake = lake_dir()
 token = lake_token(lake)
@@ -76,7 +77,7 @@ meta = st.columns(3)
 meta[0].write(f"**Identities**  \n{alert['identity_list'] or '—'}")
 meta[1].write(f"**Seen**  \n{alert['first_seen']:%Y-%m-%d %H:%M:%S} → {alert['last_seen']:%Y-%m-%d %H:%M:%S} UTC")
 note = alert.get("triage_note")
-meta[2].write(f"**Status**  \n{VERDICTS.get(alert['verdict'], alert['verdict'])}"
+meta[2].write(f"**Status**  \n{STATUS.get(alert['verdict'], alert['verdict'])}"
               + (f" by {alert['triage_by']}" if isinstance(alert.get("triage_by"), str) else "")
               + (f"  \n_{note}_" if isinstance(note, str) and note else ""))
 
@@ -90,23 +91,19 @@ links = evidence.get("links") or []
 path = evidence.get("decision_path")
 if not path and key_event:
     path = q.decision_path(lake, etok, str(key_event))
-st.markdown("**Evidence path**")
-left, right = st.columns(2)
-with left:
-    st.caption(f"The detection's proof: {len(links)} links")
-    if links:
-        show_graph(links_graph(links), focus=list(alert["identities"]), height=380)
-    else:
-        st.info("The detector recorded no links for this alert.")
-with right:
-    plinks = (path or {}).get("links") or []
-    st.caption(f"Decision path of the key event `{key_event}`: {len(plinks)} links")
-    if plinks:
-        show_graph(links_graph(plinks), focus=[str(key_event)], height=380)
-    else:
-        st.info("No decision path links for the key event.")
-    if path and path.get("missing"):
-        st.caption("Missing on the path: " + "; ".join(map(str, path["missing"])))
+st.markdown(f"**Evidence path**: the detection's proof ({len(links)} links)")
+if links:
+    show_graph(links_graph(links), focus=list(alert["identities"]), height=340)
+else:
+    st.info("The detector recorded no links for this alert.")
+plinks = (path or {}).get("links") or []
+st.markdown(f"**Decision path of the key event** `{key_event}` ({len(plinks)} links)")
+if plinks:
+    show_graph(links_graph(plinks), focus=[str(key_event)], height=340)
+else:
+    st.info("No decision path links for the key event.")
+if path and path.get("missing"):
+    st.caption("Missing on the path: " + "; ".join(map(str, path["missing"])))
 if event_ids:
     st.markdown(f"**Evidence events** ({len(event_ids)})")
     st.dataframe(q.events_by_id(lake, etok, event_ids), hide_index=True)

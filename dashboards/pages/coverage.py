@@ -13,9 +13,11 @@ lake = lake_dir()
 token = lake_token(lake)
 st.title("NHI inventory & framework coverage")
 
-tab_cov, tab_inv = st.tabs(["Framework coverage", "NHI inventory"])
+# One section at a time: the inventory is the expensive part on a large lake, built only when shown.
+section = st.segmented_control("Show", ["Framework coverage", "NHI inventory"], default="Framework coverage",
+                               key="cov_section") or "Framework coverage"
 
-with tab_cov:
+if section == "Framework coverage":
     dets = detections()
     alerts = q.alerts_frame(lake, token)
     counts = alerts.groupby("detection").size().to_dict() if not alerts.empty else {}
@@ -52,7 +54,7 @@ with tab_cov:
     if gaps:
         st.caption("Known gaps (no detection yet): " + ", ".join(gaps))
 
-with tab_inv:
+else:
     inv = q.inventory_frame(lake, events_token(token))
     if inv.empty:
         st.info("No identity in the inventory.")

@@ -20,14 +20,20 @@ st.title("Overview")
 
 summary = q.lake_summary(lake, etok)
 ids = q.identity_figures(lake, etok)
-c = st.columns([1, 1, 0.6, 1.6])
+c = st.columns(4)
 c[0].metric("Events", f"{int(summary['events']):,}", help="Rows in the lake's `events` table (current snapshot).")
 c[1].metric("Identities", f"{ids['identities']:,}",
             help="Distinct identities in the `identities` view: seen as actor, target, delegator or member of a "
                  f"delegation chain. {ids['nonhuman']:,} of them are not humans.")
 c[2].metric("Sources", int(summary["sources"] or 0), help="Distinct `source` values (systems that logged events).")
-span = "—" if pd.isna(summary["first"]) else f"{summary['first']:%Y-%m-%d} → {summary['last']:%Y-%m-%d}"
-c[3].metric("Time span", span, help="Time of the first and of the last event (UTC).")
+if pd.isna(summary["first"]):
+    c[3].metric("Time span", "—")
+else:
+    days = (pd.Timestamp(summary["last"]) - pd.Timestamp(summary["first"])).total_seconds() / 86400
+    c[3].metric("Time span", f"{days:,.0f} days" if days >= 2 else f"{days * 24:,.1f} hours",
+                help=f"From the first event ({summary['first']:%Y-%m-%d %H:%M}) to the last "
+                     f"({summary['last']:%Y-%m-%d %H:%M}) UTC.")
+    st.caption(f"Events from {summary['first']:%Y-%m-%d %H:%M} to {summary['last']:%Y-%m-%d %H:%M} UTC.")
 
 st.subheader("Events over time")
 c1, c2 = st.columns([1, 2])
@@ -86,7 +92,8 @@ def share(n: int, d: int) -> str:
     return "—" if d == 0 else f"{100.0 * n / d:.1f}%"
 
 
-h1, h2, h3, h4 = st.columns(4)
+h1, h2 = st.columns(2)
+h3, h4 = st.columns(2)
 h1.metric("Actions with an authorization decision", share(h["mediated"], h["actions"]),
           help=f"{h['mediated']:,} of {h['actions']:,} rows of the `actions` view (tool calls, API calls, secret "
                "access) carry a decision inline or share a request id or trace id with a row of `decisions`.")
@@ -102,4 +109,4 @@ h4.metric("Non-human identities without an owner", f"{ids['nonhuman_no_owner']:,
                "anyone (no `on_behalf_of`, no delegation chain): the inventory's `owners` is empty.")
 
 st.subheader("Events by source and category")
-st.dataframe(q.events_by(lake, etok), hide_index=True)
+st.dataframe(q.events_by(lake, etok)[["source", "category", "events"]], hide_index=True)
