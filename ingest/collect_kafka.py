@@ -19,7 +19,7 @@ from typing import Any
 
 from ingest import faults
 from ingest.broker import wait_for_listener
-from ingest.chunks import IngestStats, commit_chunk
+from ingest.chunks import IngestStats, Normalized, Pipeline, commit_normalized
 from ingest.errors import BrokerUnavailable, ConfigError
 from ingest.lake import Lake
 
@@ -41,6 +41,7 @@ class KafkaSettings:
     max_poll_records: int = 5_000
     fetch_max_bytes: int = 50 << 20
     client_id: str = "decisionpath-collector"
+    workers: int = 1                     # parsing processes; chunks commit in order in this one
     extra: dict[str, Any] = field(default_factory=dict)  # passed to KafkaConsumer (security settings ...)
 
 
@@ -68,6 +69,7 @@ class KafkaCollector:
         self._stop = threading.Event()
         self._consumer: Any = None
         self._last_data = time.monotonic()
+        self._pipe = Pipeline(settings.workers)
 
     def stop(self) -> None:
         """Ask ``run()`` to flush what it holds and return (safe from a signal handler)."""
@@ -116,6 +118,7 @@ class KafkaCollector:
     def _on_revoked(self, partitions: Sequence[Any]) -> None:
         for tp in partitions:
             self._flush(tp)
+        self._pipe.drain()  # everything of the revoked partitions is in the lake before they go
 
     # -- chunking ------------------------------------------------------------------------
     def _flush(self, tp: Any) -> None:
@@ -132,21 +135,26 @@ class KafkaCollector:
             if not items:
                 return
         meta = {"topic": tp.topic, "partition": tp.partition, "first_offset": items[0][2], "last_offset": items[-1][2]}
-        s = commit_chunk(self.lake, items, aid, self.s.fmt, prog, meta)
-        self.stats.add(s)
-        if self.after_commit:
-            self.after_commit(self.stats.chunks)
-        if self.on_chunk:
-            self.on_chunk(s)
-        try:  # lag monitoring only: the lake, not this offset, decides where we resume
-            self._consumer.commit({tp: OffsetAndMetadata(items[-1][2] + 1, "", -1)})
-        except Exception:  # noqa: BLE001 - a rebalance in flight; the lake already has the chunk
-            pass
-        faults.point("after_offset_commit")
+
+        def commit(n: Normalized) -> None:
+            s = commit_normalized(self.lake, n, aid, prog, meta)
+            self.stats.add(s)
+            if self.after_commit:
+                self.after_commit(self.stats.chunks)
+            if self.on_chunk:
+                self.on_chunk(s)
+            try:  # lag monitoring only: the lake, not this offset, decides where we resume
+                self._consumer.commit({tp: OffsetAndMetadata(n.last + 1, "", -1)})
+            except Exception:  # noqa: BLE001 - a rebalance in flight; the lake already has the chunk
+                pass
+            faults.point("after_offset_commit")
+
+        self._pipe.submit(items, self.s.fmt, commit)
 
     def _flush_all(self) -> None:
         for tp in list(self._buf):
             self._flush(tp)
+        self._pipe.drain()
 
     def run(self) -> IngestStats:
         from kafka import ConsumerRebalanceListener
@@ -195,7 +203,10 @@ class KafkaCollector:
                     if self.s.until_idle_s is not None and idle >= self.s.until_idle_s and self._assigned():
                         break
         finally:
-            self._flush_all()
+            try:
+                self._flush_all()
+            finally:
+                self._pipe.close()
             try:
                 self._consumer.close(autocommit=False)
             except Exception:  # noqa: BLE001
