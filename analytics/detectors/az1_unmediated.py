@@ -21,9 +21,16 @@ _SQL = """
 SELECT m.event_id, m.time, m.actor_id, m.tool, m.resource, m.credential_id, m.src_workload, m.outcome
 FROM events m
 WHERE m.activity = 'tool.invoked' AND m.time BETWEEN $since AND $until
+  -- "no decision by trace/span, and none by credential": two anti-joins on equality keys, which
+  -- DuckDB runs as hash joins (one NOT EXISTS over an OR compared every call with every decision).
   AND NOT EXISTS (
     SELECT 1 FROM events d WHERE d.activity = 'decision'
-      AND ((d.trace_id = m.trace_id AND d.span_id = m.span_id) OR d.credential_id = m.credential_id)
+      AND d.trace_id = m.trace_id AND d.span_id = m.span_id
+      AND d.time BETWEEN m.time - to_microseconds(CAST($w * 1e6 AS BIGINT))
+                     AND m.time + to_microseconds(CAST($w * 1e6 AS BIGINT)))
+  AND NOT EXISTS (
+    SELECT 1 FROM events d WHERE d.activity = 'decision'
+      AND d.credential_id = m.credential_id
       AND d.time BETWEEN m.time - to_microseconds(CAST($w * 1e6 AS BIGINT))
                      AND m.time + to_microseconds(CAST($w * 1e6 AS BIGINT)))
 ORDER BY m.time
