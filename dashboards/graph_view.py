@@ -18,13 +18,14 @@ import networkx as nx
 
 KIND_COLOURS = {
     "identity": "#2563eb", "human": "#0ea5e9", "agent": "#7c3aed", "workload": "#9333ea",
-    "service_account": "#6366f1", "role": "#db2777", "credential": "#f59e0b", "task": "#10b981",
+    "service_account": "#6366f1", "role": "#db2777", "credential": "#f59e0b", "task": "#65a30d",
     "tool": "#14b8a6", "resource": "#64748b", "policy": "#ef4444", "policy_version": "#ef4444",
     "decision": "#dc2626", "event": "#475569", "alert": "#b91c1c",
 }
 MAX_NODES = 400
 # Columns of a digest graph, left to right: who delegated and which policy decided, the identity,
 # what it held (credentials, tasks), what it called, what it touched.
+DIGEST_LABEL = 26  # characters of a digest node's label (the full id is in its details)
 DIGEST_COLUMNS = {"identity": 0, "policy_version": 0, "credential": 2, "task": 3, "tool": 4, "resource": 5}
 
 
@@ -122,6 +123,8 @@ def summarise(g: nx.MultiDiGraph, focus: str, top: int = 8) -> tuple[nx.MultiDiG
             h.add_edge(a, b, key=kind, kind=kind, how=str(d.get("how", "")), count=int(d.get("count", 1) or 1),
                        first_seen=str(d.get("first_seen", "")), last_seen=str(d.get("last_seen", "")))
     for n in h.nodes:
+        label = str(h.nodes[n].get("label") or n)
+        h.nodes[n]["label"] = label if len(label) <= DIGEST_LABEL else "…" + label[-(DIGEST_LABEL - 1):]
         h.nodes[n]["col"] = 1 if n == focus else DIGEST_COLUMNS.get(str(h.nodes[n].get("type")), 2)
         h.nodes[n]["rank"] = -weight.get(n, 0) if not str(n).startswith("more:") else 1
     return h, merged
@@ -145,7 +148,7 @@ def layout(g: nx.Graph) -> dict[Any, tuple[float, float]]:
         for c, members in cols.items():
             members.sort(key=lambda n: (str(g.nodes[n].get("type")), g.nodes[n].get("rank", 0), str(n)))
             for y, n in enumerate(members):
-                out[n] = (c * 230.0, (y - (len(members) - 1) / 2) * 64.0)
+                out[n] = (c * 185.0, (y - (len(members) - 1) / 2) * 52.0)
         return out
     simple = nx.DiGraph(g) if g.is_directed() else nx.Graph(g)
     if simple.is_directed() and nx.is_directed_acyclic_graph(simple) and g.number_of_nodes() <= 60:
