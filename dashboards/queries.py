@@ -46,7 +46,7 @@ def lake_summary(lake: str, token: str) -> dict[str, Any]:
         WITH h AS (SELECT date_trunc('hour', time) AS b, count(*) AS n FROM events GROUP BY 1),
         c AS (SELECT b, sum(n) OVER (ORDER BY b) AS cum, sum(n) OVER () AS tot FROM h)
         SELECT min(b) FILTER (WHERE cum >= 0.02 * tot) AS busy_from,
-               max(b) FILTER (WHERE cum <= 0.98 * tot) + INTERVAL 1 HOUR AS busy_to FROM c""").iloc[0]
+               min(b) FILTER (WHERE cum >= 0.98 * tot) + INTERVAL 1 HOUR AS busy_to FROM c""").iloc[0]
     return {"events": int(by["events"].sum()), "first": by["first"].min() if not by.empty else None,
             "last": by["last"].max() if not by.empty else None, "sources": int(by["source"].nunique()),
             "busy_from": busy["busy_from"], "busy_to": busy["busy_to"]}
