@@ -264,7 +264,10 @@ def _kafka(sc: Scale, repeat: int, runner: Runner, figs: Figures, notes: list[st
             step(f"Kafka run {r + 1}: 2 collectors, one group")
             lake2 = sc.scratch("lake-k2")
             hs = [runner.spawn("kafka_collect", {"bootstrap": b.bootstrap, "topic": "bench", "group": f"c2-{r}",
-                                                 "lake": str(lake2), "until_idle_s": 6.0}) for _ in range(2)]
+                                                 # one parsing process each: two collectors on
+                                                 # the machine's cores, against one with a pool
+                                                 "lake": str(lake2), "until_idle_s": 6.0, "workers": 1})
+                  for _ in range(2)]
             outs: list[Outcome] = [runner.wait(h) for h in hs]
             read = sum(x.result["read"] for x in outs)
             _check_landed(read, n, "2 collectors", notes)

@@ -36,11 +36,12 @@ def gen(a: dict[str, Any]) -> dict[str, Any]:
 
 @task
 def file_ingest(a: dict[str, Any]) -> dict[str, Any]:
-    from ingest.collect_files import ingest_files
+    from ingest.collect_files import default_workers, ingest_files
     from ingest.lake import Lake
 
     t0 = time.perf_counter()
-    s = ingest_files([a["data"]], Lake(a["lake"]))
+    # the product's default, as `decisionpath ingest file` runs it: one parsing process per core
+    s = ingest_files([a["data"]], Lake(a["lake"]), workers=int(a.get("workers") or default_workers()))
     return {"seconds": time.perf_counter() - t0, **s.to_json()}
 
 
@@ -66,6 +67,7 @@ def kafka_produce(a: dict[str, Any]) -> dict[str, Any]:
 
 @task
 def kafka_collect(a: dict[str, Any]) -> dict[str, Any]:
+    from ingest.collect_files import default_workers
     from ingest.collect_kafka import KafkaCollector, KafkaSettings
     from ingest.lake import Lake
 
@@ -76,7 +78,8 @@ def kafka_collect(a: dict[str, Any]) -> dict[str, Any]:
 
     t0 = time.time()
     c = KafkaCollector(KafkaSettings(bootstrap=a["bootstrap"], topics=(a["topic"],), group=a["group"],
-                                     until_idle_s=float(a.get("until_idle_s", 4.0)), idle_flush_s=1.0),
+                                     until_idle_s=float(a.get("until_idle_s", 4.0)), idle_flush_s=1.0,
+                                     workers=int(a.get("workers") or default_workers())),
                        Lake(a["lake"]), on_chunk=on_chunk)
     s = c.run()
     return {"t0": t0, "t_end": last["t"], **s.to_json()}
