@@ -14,7 +14,7 @@ from typing import Any
 
 import duckdb
 
-from analytics.lake import jsonable, rows
+from analytics.lake import jsonable, materialize, rows
 from analytics.timeparse import iso, parse_instant
 
 LOOKBACK = dt.timedelta(minutes=5)
@@ -45,28 +45,24 @@ WHERE actor_id = $identity AND time >= $lo AND time <= $hi{match}
 ORDER BY time, event_id
 """
 
-_CRED_IDS = """
-SELECT DISTINCT credential_id FROM events
-WHERE actor_id = $identity AND credential_id IS NOT NULL AND time <= $t AND activity <> 'role.assumed'
-UNION
-SELECT DISTINCT credential_id FROM events
-WHERE target_id = $identity AND activity = 'role.assumed' AND credential_id IS NOT NULL AND time <= $t
-"""
+# Credentials held (role sessions: by the role) or presented by the identity at or before t.
+_MINE = "SELECT credential_id FROM credential_actors WHERE actor = $identity AND first_time <= $t"
 
-_CREDENTIALS = """
+_CREDENTIALS = f"""
 SELECT credential_id, credential_type, holder, scope, parent_id, task_id, issued_at, expires_at, revoked_at,
        issue_event_id
-FROM credentials_for($ids)
-WHERE issued_at <= $t AND (valid_until IS NULL OR $t < valid_until)
+FROM credentials
+WHERE credential_id IN ({_MINE}) AND issued_at <= $t AND (valid_until IS NULL OR $t < valid_until)
 ORDER BY issued_at, credential_id
-"""
+"""  # noqa: S608 (constant text)
 
-_DELEGATIONS = """
+_DELEGATIONS = f"""
 SELECT delegator, delegation_chain, delegated_scope, credential_id, task_id, valid_from, valid_until, how
-FROM delegations_for($ids)
-WHERE delegate = $identity AND valid_from <= $t AND (valid_until IS NULL OR $t < valid_until)
+FROM delegations
+WHERE delegate = $identity AND credential_id IN ({_MINE})
+  AND valid_from <= $t AND (valid_until IS NULL OR $t < valid_until)
 ORDER BY valid_from, credential_id
-"""
+"""  # noqa: S608
 
 _POLICY = """
 SELECT policy_id, policy_version, in_force_from, in_force_until
@@ -171,10 +167,10 @@ def allowed_at(
     else:
         answer, why = "unknown", "no authorization decision and no matching action around that instant"
 
-    # The lifecycle of just these credentials: the id list is applied at the scan, not after the aggregates.
-    ids = sorted(r[0] for r in con.execute(_CRED_IDS, {"identity": identity, "t": t}).fetchall())
-    creds = rows(con, _CREDENTIALS, {"ids": ids, "t": t}) if ids else []
-    dels = rows(con, _DELEGATIONS, {"ids": ids, "identity": identity, "t": t}) if ids else []
+    # Credential lifecycles come from the connection's materialized mart (built on first use).
+    materialize(con)
+    creds = rows(con, _CREDENTIALS, {"identity": identity, "t": t})
+    dels = rows(con, _DELEGATIONS, {"identity": identity, "t": t})
 
     prefer = gov["policy_id"] if gov else next((d["policy_id"] for d in decisions if d["policy_id"]), None)
     policy = rows(con, _POLICY.format(policy=" AND policy_id = $prefer" if prefer else ""),
