@@ -19,6 +19,7 @@ import orjson
 
 from ingest.errors import ParseError
 from ingest.events import fingerprint, record_event_id, utc
+from ingest.sources._fields import _m, _s
 from ingest.sources.base import Parser, Record, Row, need
 from ingest.sources.spire import identity_type
 
@@ -57,18 +58,6 @@ _EXPIRATION_FORMATS = ("%b %d, %Y, %I:%M:%S %p", "%b %d, %Y %I:%M:%S %p")
 _HIDDEN = "HIDDEN_DUE_TO_SECURITY_REASONS"
 _AGENTISH = re.compile(r"(^|[-_.])agents?([-_.]|$)", re.IGNORECASE)
 _SERVICEISH = re.compile(r"(^|[-_.])(svc|service|bot|ci|automation|deploy)([-_.]|$)", re.IGNORECASE)
-
-
-def _s(v: Any) -> str | None:
-    if isinstance(v, str):
-        return v or None
-    if isinstance(v, int | float) and not isinstance(v, bool) and v == v:
-        return str(v)
-    return None
-
-
-def _m(v: Any) -> Mapping[str, Any]:
-    return v if isinstance(v, Mapping) else {}
 
 
 def _looks_like_record(r: Any) -> bool:

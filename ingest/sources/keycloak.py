@@ -13,6 +13,7 @@ from typing import Any
 
 from ingest.errors import ParseError
 from ingest.events import record_event_id, utc
+from ingest.sources._fields import _s, _time_or_none, _words
 from ingest.sources.base import Parser, Record, Row, need
 from ingest.sources.spire import identity_type
 
@@ -44,30 +45,6 @@ _MAPPED = {
     "expires_at",
     "task_id",
 }
-
-
-def _s(v: Any) -> str | None:
-    if isinstance(v, str):
-        return v or None
-    if isinstance(v, int | float) and not isinstance(v, bool) and v == v:
-        return str(v)
-    return None
-
-
-def _time_or_none(v: Any) -> Any:
-    try:
-        return utc(v)
-    except ValueError:
-        return None
-
-
-def _words(v: Any) -> list[str] | None:
-    if isinstance(v, str):
-        return v.replace(",", " ").split() or None
-    if isinstance(v, list):
-        out = [x for x in v if isinstance(x, str) and x]
-        return out or None
-    return None
 
 
 def sniff(rec: Record) -> bool:

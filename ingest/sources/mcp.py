@@ -15,6 +15,7 @@ from typing import Any
 
 from ingest.errors import ParseError
 from ingest.events import fingerprint, record_event_id, utc
+from ingest.sources._fields import _m, _s, _time_or_none, _words
 from ingest.sources.base import Parser, Record, Row, need
 from ingest.sources.spire import identity_type
 
@@ -26,33 +27,6 @@ _DENIED = re.compile(
 )
 _ACTIVITY = {"tools/call": "tool.invoked", "resources/read": "resource.read", "prompts/get": "prompt.read"}
 _MAX_ACT_DEPTH = 16
-
-
-def _s(v: Any) -> str | None:
-    if isinstance(v, str):
-        return v or None
-    if isinstance(v, int | float) and not isinstance(v, bool) and v == v:
-        return str(v)
-    return None
-
-
-def _m(v: Any) -> Mapping[str, Any]:
-    return v if isinstance(v, Mapping) else {}
-
-
-def _words(v: Any) -> list[str] | None:
-    if isinstance(v, str):
-        return v.replace(",", " ").split() or None
-    if isinstance(v, list):
-        return [x for x in v if isinstance(x, str) and x] or None
-    return None
-
-
-def _time_or_none(v: Any) -> Any:
-    try:
-        return utc(v)
-    except ValueError:
-        return None
 
 
 def sniff(rec: Record) -> bool:

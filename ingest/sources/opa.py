@@ -14,31 +14,12 @@ from typing import Any
 
 from ingest.errors import ParseError
 from ingest.events import ACTOR_TYPES, record_event_id, utc
+from ingest.sources._fields import _m, _s, _words
 from ingest.sources.base import Parser, Record, Row, need
 from ingest.sources.spire import identity_type
 
 FORMAT = "opa"
 _SUBJECT_KEYS = ("subject", "user", "principal")
-
-
-def _s(v: Any) -> str | None:
-    if isinstance(v, str):
-        return v or None
-    if isinstance(v, int | float) and not isinstance(v, bool) and v == v:
-        return str(v)
-    return None
-
-
-def _words(v: Any) -> list[str] | None:
-    if isinstance(v, str):
-        return v.replace(",", " ").split() or None
-    if isinstance(v, list):
-        return [x for x in v if isinstance(x, str) and x] or None
-    return None
-
-
-def _m(v: Any) -> Mapping[str, Any]:
-    return v if isinstance(v, Mapping) else {}
 
 
 def sniff(rec: Record) -> bool:

@@ -12,6 +12,7 @@ from typing import Any
 
 from ingest.errors import ParseError
 from ingest.events import record_event_id, utc
+from ingest.sources._fields import _s, _time_or_none
 from ingest.sources.base import Parser, Record, Row, need
 
 FORMAT = "spire"
@@ -49,21 +50,6 @@ def identity_type(identity: Any) -> str | None:
     if "@" in identity and "." in identity.rpartition("@")[2] and " " not in identity:
         return "human"
     return None
-
-
-def _s(v: Any) -> str | None:
-    if isinstance(v, str):
-        return v or None
-    if isinstance(v, int | float) and not isinstance(v, bool) and v == v:
-        return str(v)
-    return None
-
-
-def _time_or_none(v: Any) -> Any:
-    try:
-        return utc(v)
-    except ValueError:
-        return None
 
 
 def sniff(rec: Record) -> bool:

@@ -17,6 +17,7 @@ from typing import Any
 
 from ingest.errors import ParseError
 from ingest.events import fingerprint, record_event_id, utc
+from ingest.sources._fields import _m, _s, _words
 from ingest.sources.base import Parser, Record, Row, need
 from ingest.sources.spire import identity_type
 
@@ -48,32 +49,12 @@ _SECRET_OPS = {
 _MAX_TTL = 100 * 365 * 86400
 
 
-def _s(v: Any) -> str | None:
-    if isinstance(v, str):
-        return v or None
-    if isinstance(v, int | float) and not isinstance(v, bool) and v == v:
-        return str(v)
-    return None
-
-
-def _m(v: Any) -> Mapping[str, Any]:
-    return v if isinstance(v, Mapping) else {}
-
-
 def _fp(v: Any) -> str | None:
     """A token as a fingerprint: Vault's own HMAC as is, a raw value hashed."""
     s = _s(v)
     if s is None:
         return None
     return s if s.startswith("hmac-sha256:") else fingerprint(s)
-
-
-def _words(v: Any) -> list[str] | None:
-    if isinstance(v, list):
-        return [x for x in v if isinstance(x, str) and x] or None
-    if isinstance(v, str):
-        return v.replace(",", " ").split() or None
-    return None
 
 
 def _header(headers: Mapping[str, Any], name: str) -> str | None:
