@@ -133,6 +133,15 @@ def utc(value: Any) -> dt.datetime | None:
     """
     if value is None or value == "":
         return None
+    if type(value) is str:  # the common case: Python 3.11 reads "Z" and long fractions itself
+        try:
+            d = dt.datetime.fromisoformat(value)
+        except ValueError:
+            d = None
+        if d is not None and d.tzinfo is not None and d.tzinfo.utcoffset(d) == dt.timedelta(0):
+            if not (1970 <= d.year <= 2200):
+                raise ValueError(f"timestamp out of range: {value!r}")
+            return d if d.tzinfo is dt.UTC else d.replace(tzinfo=dt.UTC)
     if isinstance(value, dt.datetime):
         d = value
     elif isinstance(value, bool):

@@ -13,16 +13,21 @@ from ingest.events import utc
 
 def _s(v: Any) -> str | None:
     """A string or number as a non-empty string; anything else (bools, NaN, containers) is absent."""
-    if isinstance(v, str):
+    t = type(v)  # exact types first: decoded JSON holds builtins, and ABC checks are slow
+    if t is str:
         return v or None
-    if isinstance(v, int | float) and not isinstance(v, bool) and v == v:
+    if (t is int or t is float) and v == v:
+        return str(v)
+    if t is not bool and isinstance(v, str):
+        return v or None
+    if t is not bool and isinstance(v, int | float) and v == v:
         return str(v)
     return None
 
 
 def _m(v: Any) -> Mapping[str, Any]:
     """A mapping, or an empty one."""
-    return v if isinstance(v, Mapping) else {}
+    return v if type(v) is dict or isinstance(v, Mapping) else {}
 
 
 def _words(v: Any) -> list[str] | None:
