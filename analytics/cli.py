@@ -92,13 +92,12 @@ def cmd_ingest_file(args: argparse.Namespace) -> int:
 
 
 def cmd_ingest_kafka(args: argparse.Namespace) -> int:
-    from ingest.collect_files import default_workers
     from ingest.collect_kafka import KafkaCollector, KafkaSettings, install_signal_handlers
 
     settings = KafkaSettings(
         bootstrap=args.bootstrap, topics=tuple(args.topic), group=args.group, fmt=args.format,
         chunk_records=args.chunk_records, until_idle_s=args.until_idle, session_timeout_ms=args.session_timeout_ms,
-        connect_timeout_s=args.connect_timeout, workers=args.workers or default_workers(),
+        connect_timeout_s=args.connect_timeout, workers=args.workers,
     )
     lake = _lake(args)
     with _progress(args, f"kafka {','.join(args.topic)}") as advance:
@@ -272,7 +271,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop once nothing arrived for this long (batch use)")
     k.add_argument("--chunk-records", type=int, default=50_000)
     k.add_argument("--session-timeout-ms", type=int, default=10_000)
-    k.add_argument("--workers", type=int, default=0, help="parsing processes (default: one per core)")
+    k.add_argument("--workers", type=int, default=1,
+                   help="parsing processes per collector (default 1: scale out with more collectors in the "
+                        "group, one per core; more workers help when partitions are fewer than cores)")
     k.add_argument("--connect-timeout", type=float, default=30.0, metavar="SECONDS",
                    help="retry a broker that is down at start for this long (default 30)")
     k.add_argument("--compact", action="store_true")

@@ -67,7 +67,6 @@ def kafka_produce(a: dict[str, Any]) -> dict[str, Any]:
 
 @task
 def kafka_collect(a: dict[str, Any]) -> dict[str, Any]:
-    from ingest.collect_files import default_workers
     from ingest.collect_kafka import KafkaCollector, KafkaSettings
     from ingest.lake import Lake
 
@@ -79,7 +78,7 @@ def kafka_collect(a: dict[str, Any]) -> dict[str, Any]:
     t0 = time.time()
     c = KafkaCollector(KafkaSettings(bootstrap=a["bootstrap"], topics=(a["topic"],), group=a["group"],
                                      until_idle_s=float(a.get("until_idle_s", 4.0)), idle_flush_s=1.0,
-                                     workers=int(a.get("workers") or default_workers())),
+                                     workers=int(a.get("workers") or 1)),
                        Lake(a["lake"]), on_chunk=on_chunk)
     s = c.run()
     return {"t0": t0, "t_end": last["t"], **s.to_json()}
