@@ -14,7 +14,7 @@ from typing import Any
 
 import duckdb
 
-from analytics.lake import jsonable, materialize, rows
+from analytics.lake import day_bounds, jsonable, materialize, rows
 from analytics.timeparse import iso, parse_instant
 
 LOOKBACK = dt.timedelta(minutes=5)
@@ -33,7 +33,7 @@ _DECISIONS = """
 SELECT event_id, time, decision, policy_id, policy_version, action, tool, resource, reason, credential_id,
        on_behalf_of, trace_id, span_id, request_id
 FROM decisions
-WHERE actor_id = $identity AND time >= $lo AND time <= $hi{match}
+WHERE day >= $dlo AND day <= $dhi AND actor_id = $identity AND time >= $lo AND time <= $hi{match}
 ORDER BY time, event_id
 """
 
@@ -41,18 +41,19 @@ _ACTIONS = """
 SELECT event_id, time, activity, action, tool, resource, outcome, decision, credential_id, src_workload, src_ip,
        trace_id, span_id
 FROM actions
-WHERE actor_id = $identity AND time >= $lo AND time <= $hi{match}
+WHERE day >= $dlo AND day <= $dhi AND actor_id = $identity AND time >= $lo AND time <= $hi{match}
 ORDER BY time, event_id
 """
 
 # Credentials held (role sessions: by the role) or presented by the identity at or before t.
 _MINE = "SELECT credential_id FROM credential_actors WHERE actor = $identity AND first_time <= $t"
+_MINE_VALID = _MINE + " AND issued_at <= $t AND (valid_until IS NULL OR $t < valid_until)"
 
 _CREDENTIALS = f"""
 SELECT credential_id, credential_type, holder, scope, parent_id, task_id, issued_at, expires_at, revoked_at,
        issue_event_id
 FROM credentials
-WHERE credential_id IN ({_MINE}) AND issued_at <= $t AND (valid_until IS NULL OR $t < valid_until)
+WHERE credential_id IN ({_MINE_VALID}) AND issued_at <= $t AND (valid_until IS NULL OR $t < valid_until)
 ORDER BY issued_at, credential_id
 """  # noqa: S608 (constant text)
 
@@ -150,7 +151,7 @@ def allowed_at(
     """Answer allowed / denied / not_mediated / unknown for ``identity`` at ``at``, with evidence."""
     t = parse_instant(at, "--at")
     match = _MATCH[(action is not None, resource is not None)]
-    p: dict[str, Any] = {"identity": identity, "lo": t - LOOKBACK, "hi": t + SKEW}
+    p: dict[str, Any] = {"identity": identity, "lo": t - LOOKBACK, "hi": t + SKEW, **day_bounds(t - LOOKBACK, t + SKEW)}
     if action is not None:
         p["action"] = action
     if resource is not None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import weakref
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -106,14 +107,25 @@ def connect(lake_dir: str | Path, memory_limit: str = "2GB", threads: int | None
 # Marts that aggregate the whole lake; `materialize` computes them once per connection.
 MATERIALIZED: tuple[str, ...] = ("credentials", "policy_versions")
 
+# Who held or presented each credential (role sessions: the role) and since when, with its validity interval;
+# sorted by actor so one identity's rows are a few zonemap-pruned segments.
 _CREDENTIAL_ACTORS = """
-SELECT CASE WHEN activity = 'role.assumed' THEN target_id ELSE actor_id END AS actor, credential_id,
-       min(time) AS first_time
-FROM events
-WHERE credential_id IS NOT NULL AND CASE WHEN activity = 'role.assumed' THEN target_id ELSE actor_id END IS NOT NULL
-GROUP BY ALL
+WITH a AS (
+    SELECT CASE WHEN activity = 'role.assumed' THEN target_id ELSE actor_id END AS actor, credential_id,
+           min(time) AS first_time
+    FROM events
+    WHERE credential_id IS NOT NULL
+      AND CASE WHEN activity = 'role.assumed' THEN target_id ELSE actor_id END IS NOT NULL
+    GROUP BY ALL
+)
+SELECT a.*, c.issued_at, c.valid_until
+FROM a LEFT JOIN mat_credentials c USING (credential_id)
 ORDER BY actor, credential_id
 """
+
+
+_MATERIALIZED: weakref.WeakSet[duckdb.DuckDBPyConnection] = weakref.WeakSet()
+_INDEXED: weakref.WeakSet[duckdb.DuckDBPyConnection] = weakref.WeakSet()
 
 
 def materialize(con: duckdb.DuckDBPyConnection) -> None:
@@ -121,18 +133,40 @@ def materialize(con: duckdb.DuckDBPyConnection) -> None:
 
     ``credentials`` (and so ``credentials_for`` / ``delegations`` / ``delegations_for``) and ``policy_versions``
     are replaced by in-memory tables of the same rows; ``credential_actors`` lists who held or presented each
-    credential (role sessions: the role) and since when. The snapshot is the connection's, so nothing goes stale.
+    credential (role sessions: the role), since when, and the credential's ``issued_at`` / ``valid_until``.
+    The snapshot is the connection's, so nothing goes stale.
     """
-    done = con.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name = 'credential_actors'").fetchone()
-    if done and done[0]:
+    if con in _MATERIALIZED:
         return
-    con.execute("CREATE TEMP TABLE mat_credentials AS SELECT * FROM credentials ORDER BY credential_id")
-    con.execute("CREATE OR REPLACE MACRO credentials_for(ids) AS TABLE "
+    con.execute("CREATE OR REPLACE TEMP TABLE mat_credentials AS SELECT * FROM credentials ORDER BY holder, credential_id")
+    # Temp objects shadow the catalog's in this connection only (a cursor keeps the lazy views).
+    con.execute("CREATE OR REPLACE TEMP MACRO credentials_for(ids) AS TABLE "
                 "SELECT * FROM mat_credentials WHERE ids IS NULL OR list_contains(ids, credential_id)")
-    con.execute("CREATE TEMP TABLE mat_policy_versions AS SELECT * FROM policy_versions")
-    con.sql("SELECT * FROM mat_policy_versions").create_view("policy_versions")
-    con.execute(f"CREATE TEMP TABLE credential_actors AS {_CREDENTIAL_ACTORS}")  # noqa: S608 (constant text)
+    con.execute("CREATE OR REPLACE TEMP TABLE mat_policy_versions AS SELECT * FROM policy_versions")
+    con.execute("CREATE OR REPLACE TEMP VIEW policy_versions AS SELECT * FROM mat_policy_versions")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE credential_actors AS {_CREDENTIAL_ACTORS}")  # noqa: S608 (constant)
+    _MATERIALIZED.add(con)
+
+
+def index_keys(con: duckdb.DuckDBPyConnection) -> None:
+    """Build, once per connection, ``key_days(h, day)``: the days holding each event id and credential id.
+
+    ``h`` is ``hash(event_id)`` or ``hash(credential_id)``. Neither id is clustered, so ``event_id = $e`` opens
+    and scans every file; with the index a lookup reads only the day files that hold the id (``key_days``).
+    Sorted by ``h``, a lookup touches one zonemap segment. Collisions only add days, never drop one.
+    """
+    if con in _INDEXED:
+        return
+    con.execute("CREATE OR REPLACE TEMP TABLE key_days AS SELECT DISTINCT h, day FROM ("
+                "SELECT hash(event_id) AS h, day FROM raw_events UNION ALL "
+                "SELECT hash(credential_id), day FROM raw_events WHERE credential_id IS NOT NULL) ORDER BY h")
+    _INDEXED.add(con)
+
+
+def key_days(con: duckdb.DuckDBPyConnection, key: str) -> list[str]:
+    """The days whose partition may hold ``key`` as an event id or credential id (``list_contains($days, day)``)."""
+    index_keys(con)
+    return [r[0] for r in con.execute("SELECT day FROM key_days WHERE h = hash($k) ORDER BY day", {"k": key}).fetchall()]
 
 
 @dataclass(frozen=True)
@@ -174,6 +208,17 @@ def rows(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any] | None
     cur = con.execute(sql, params or {})
     names = [d[0] for d in cur.description or ()]
     return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+
+def day_bounds(lo: Any, hi: Any) -> dict[str, str]:
+    """``$dlo``/``$dhi`` for ``day >= $dlo AND day <= $dhi``: the UTC days of a time window.
+
+    ``day`` is the UTC date of ``time`` (the contract), and a filter on the partition column skips whole files
+    before their footers are opened (a ``time`` filter alone opens every file of the snapshot).
+    """
+    import datetime as dt
+
+    return {"dlo": lo.astimezone(dt.UTC).strftime("%Y-%m-%d"), "dhi": hi.astimezone(dt.UTC).strftime("%Y-%m-%d")}
 
 
 def jsonable(v: Any) -> Any:

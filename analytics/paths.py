@@ -15,7 +15,7 @@ from typing import Any
 
 import duckdb
 
-from analytics.lake import jsonable, rows
+from analytics.lake import day_bounds, jsonable, key_days, rows
 from analytics.timeparse import iso
 from ingest.errors import ConfigError
 
@@ -33,21 +33,22 @@ _COLS = """event_id, time, source, category, activity, actor_id, actor_type, on_
        tool, resource, decision, policy_id, policy_version, reason, outcome, task_id, trace_id, span_id,
        parent_span_id, request_id"""
 
-_BY_ID = f"SELECT {_COLS} FROM events WHERE event_id = $id"  # noqa: S608 (column list is a constant)
+_BY_ID = f"SELECT {_COLS} FROM events WHERE list_contains($days, day) AND event_id = $id"  # noqa: S608 (constant)
 _ISSUANCE = f"""SELECT {_COLS} FROM events
-WHERE credential_id = $cid AND activity IN $issuing AND coalesce(outcome, 'success') <> 'failure'
+WHERE list_contains($days, day) AND credential_id = $cid AND activity IN $issuing
+  AND coalesce(outcome, 'success') <> 'failure'
 ORDER BY time, event_id LIMIT 1"""  # noqa: S608
 _SVID = f"""SELECT {_COLS} FROM events
-WHERE actor_id = $spiffe AND activity = 'svid.minted' AND time <= $t
+WHERE day <= $dhi AND actor_id = $spiffe AND activity = 'svid.minted' AND time <= $t
   AND (credential_expires_at IS NULL OR credential_expires_at > $t)
 ORDER BY (credential_type = 'x509_svid') DESC NULLS LAST, time DESC, event_id LIMIT 1"""  # noqa: S608
-_DEC_SPAN = f"""SELECT {_COLS} FROM events WHERE activity = 'decision' AND trace_id = $trace AND span_id = $span
+_DEC_SPAN = f"""SELECT {_COLS} FROM events WHERE day >= $dlo AND day <= $dhi AND activity = 'decision' AND trace_id = $trace AND span_id = $span
   AND time >= $lo AND time <= $hi ORDER BY time, event_id"""  # noqa: S608
-_DEC_REQ = f"""SELECT {_COLS} FROM events WHERE activity = 'decision' AND request_id = $rid
+_DEC_REQ = f"""SELECT {_COLS} FROM events WHERE day >= $dlo AND day <= $dhi AND activity = 'decision' AND request_id = $rid
   AND time >= $lo AND time <= $hi ORDER BY time, event_id"""  # noqa: S608
-_DEC_CRED = f"""SELECT {_COLS} FROM events WHERE activity = 'decision' AND credential_id = $cid
+_DEC_CRED = f"""SELECT {_COLS} FROM events WHERE day >= $dlo AND day <= $dhi AND activity = 'decision' AND credential_id = $cid
   AND time >= $lo AND time <= $hi AND coalesce(tool, action) = $key ORDER BY time, event_id"""  # noqa: S608
-_CHILDREN = f"""SELECT {_COLS} FROM events WHERE parent_span_id = $span AND activity <> 'decision' AND (trace_id = $trace OR $trace IS NULL)
+_CHILDREN = f"""SELECT {_COLS} FROM events WHERE day >= $dlo AND day <= $dhi AND parent_span_id = $span AND activity <> 'decision' AND (trace_id = $trace OR $trace IS NULL)
   AND time >= $lo AND time <= $hi ORDER BY time, event_id"""  # noqa: S608
 
 
@@ -166,13 +167,29 @@ def _one(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any]) -> di
     return r[0] if r else None
 
 
+def _window(lo: dt.datetime, hi: dt.datetime) -> dict[str, Any]:
+    return {"lo": lo, "hi": hi, **day_bounds(lo, hi)}
+
+
+def _by_id(con: duckdb.DuckDBPyConnection, event_id: str) -> dict[str, Any] | None:
+    """One event by id, reading only the day partition(s) the event-id index names."""
+    days = key_days(con, event_id)
+    return _one(con, _BY_ID, {"id": event_id, "days": days}) if days else None
+
+
+def _issuance(con: duckdb.DuckDBPyConnection, cid: str) -> dict[str, Any] | None:
+    """The first (time, event_id) successful issuance record of a credential."""
+    days = key_days(con, cid)
+    return _one(con, _ISSUANCE, {"cid": cid, "issuing": list(ISSUING), "days": days}) if days else None
+
+
 def _lineage(con: duckdb.DuckDBPyConnection, b: _Builder, action: dict[str, Any]) -> None:
     """Walk credential_parent_id from the action's credential up to the root authentication."""
     cid = action.get("credential_id")
     if not cid:
         b.missing.append("the event carries no credential: no credential lineage")
         return
-    issuance = _one(con, _ISSUANCE, {"cid": cid, "issuing": list(ISSUING)})
+    issuance = _issuance(con, cid)
     if issuance is None:
         b.missing.append(f"no issuance record for credential {cid}")
         return
@@ -191,7 +208,7 @@ def _lineage(con: duckdb.DuckDBPyConnection, b: _Builder, action: dict[str, Any]
             b.missing.append(f"credential lineage loops at {parent_id}")
             return
         seen.add(parent_id)
-        parent = _one(con, _ISSUANCE, {"cid": parent_id, "issuing": list(ISSUING)})
+        parent = _issuance(con, parent_id)
         if parent is None:
             b.missing.append(f"no issuance record for parent credential {parent_id} of {child['credential_id']}")
             return
@@ -222,7 +239,7 @@ def _svid(con: duckdb.DuckDBPyConnection, b: _Builder, action: dict[str, Any]) -
     wl = action.get("src_workload")
     if not wl or not str(wl).startswith("spiffe://"):
         return
-    svid = _one(con, _SVID, {"spiffe": wl, "t": action["time"]})
+    svid = _one(con, _SVID, {"spiffe": wl, "t": action["time"], "dhi": day_bounds(action["time"], action["time"])["dhi"]})
     if svid is None:
         b.missing.append(f"no SVID valid at the time for workload {wl}")
         return
@@ -237,15 +254,15 @@ def _decisions(con: duckdb.DuckDBPyConnection, b: _Builder, action: dict[str, An
     how = ""
     if action.get("trace_id") and action.get("span_id"):
         found = rows(con, _DEC_SPAN, {"trace": action["trace_id"], "span": action["span_id"],
-                                      "lo": t - ID_WINDOW, "hi": t + ID_WINDOW})
+                                      **_window(t - ID_WINDOW, t + ID_WINDOW)})
         how = "shared trace_id+span_id"
     if not found and action.get("request_id"):
-        found = rows(con, _DEC_REQ, {"rid": action["request_id"], "lo": t - ID_WINDOW, "hi": t + ID_WINDOW})
+        found = rows(con, _DEC_REQ, {"rid": action["request_id"], **_window(t - ID_WINDOW, t + ID_WINDOW)})
         how = "shared request_id"
     key = action.get("tool") or action.get("action")
     if not found and action.get("credential_id") and key:
         found = rows(con, _DEC_CRED, {"cid": action["credential_id"], "key": key,
-                                      "lo": t - MATCH_WINDOW, "hi": t + MATCH_WINDOW})
+                                      **_window(t - MATCH_WINDOW, t + MATCH_WINDOW)})
         how = "time match within 5s on credential_id and action"
     if not found:
         b.missing.append("no authorization decision found")
@@ -263,7 +280,7 @@ def _downstream(con: duckdb.DuckDBPyConnection, b: _Builder, action: dict[str, A
         if not ev.get("span_id"):
             continue
         kids = rows(con, _CHILDREN, {"span": ev["span_id"], "trace": ev.get("trace_id"),
-                                     "lo": ev["time"] - ID_WINDOW, "hi": ev["time"] + ID_WINDOW})
+                                     **_window(ev["time"] - ID_WINDOW, ev["time"] + ID_WINDOW)})
         for k in kids:
             if k["event_id"] in b.nodes:
                 continue
@@ -275,7 +292,7 @@ def _downstream(con: duckdb.DuckDBPyConnection, b: _Builder, action: dict[str, A
 
 def decision_path(con: duckdb.DuckDBPyConnection, event_id: str) -> DecisionPath:
     """Reconstruct the decision path of one event (normally a tool call or API action)."""
-    ev = _one(con, _BY_ID, {"id": event_id})
+    ev = _by_id(con, event_id)
     if ev is None:
         raise ConfigError(f"no event {event_id!r} in the lake: check the id (e.g. from `decisionpath detect --json`)")
     b = _Builder()
