@@ -10,13 +10,16 @@ credential ids at the scan); the view is ``<view>_for(NULL)``, i.e. every creden
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import re
 import os
 import tempfile
 import weakref
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from collections.abc import Iterable
 from typing import Any
 
 import duckdb
@@ -65,6 +68,23 @@ def _empty_events_sql() -> str:
 
 
 _READ_OPTS = "hive_partitioning = true, hive_types = {'day': VARCHAR}"
+# A scan of some day files of the snapshot (``$files`` from ``day_files``): binds only those files' footers,
+# where the ``events`` view binds the whole snapshot (~10 ms per reference on a 100-day lake).
+DAY_SCAN = f"read_parquet($files, {_READ_OPTS}, union_by_name = true)"
+_DAY_DIR = re.compile(r"[/\\]day=([0-9]{4}-[0-9]{2}-[0-9]{2})[/\\]")
+_DAY_FILES: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, dict[str, list[str]]] = weakref.WeakKeyDictionary()
+
+
+def day_files(con: duckdb.DuckDBPyConnection, days: Iterable[str]) -> list[str]:
+    """The snapshot's files of these days (files outside any ``day=`` directory are always included)."""
+    by_day = _DAY_FILES.get(con, {})
+    return [f for d in sorted(set(days)) for f in by_day.get(d, [])] + by_day.get("", [])
+
+
+def window_files(con: duckdb.DuckDBPyConnection, lo: dt.datetime, hi: dt.datetime) -> list[str]:
+    """The snapshot's files whose day lies in the UTC days of ``[lo, hi]``."""
+    b = day_bounds(lo, hi)
+    return day_files(con, (d for d in _DAY_FILES.get(con, {}) if d and b["dlo"] <= d <= b["dhi"]))
 _SCHEMAS = """
 SELECT file_name, string_agg(name || ' ' || coalesce(type, '') || ' ' || coalesce(CAST(logical_type AS VARCHAR), '')
                              || ' ' || coalesce(CAST(repetition_type AS VARCHAR), ''), ',' ORDER BY name) AS sig
@@ -92,6 +112,11 @@ def connect(lake_dir: str | Path, memory_limit: str = "2GB", threads: int | None
         # every bind (~100 ms per view reference on a 100-file lake); a fixed schema binds from one file.
         sql = " UNION ALL BY NAME ".join(f"SELECT * FROM read_parquet($f{i}, {_READ_OPTS})" for i in range(len(groups)))
         con.sql(sql, params={f"f{i}": g for i, g in enumerate(groups)}).create_view("raw_events")
+        by_day: dict[str, list[str]] = {}
+        for f in files:
+            m = _DAY_DIR.search(f)
+            by_day.setdefault(m.group(1) if m else "", []).append(f)
+        _DAY_FILES[con] = by_day
     else:
         con.sql(_empty_events_sql()).create_view("raw_events")
     for name in VIEWS:
@@ -216,15 +241,11 @@ def day_bounds(lo: Any, hi: Any) -> dict[str, str]:
     ``day`` is the UTC date of ``time`` (the contract), and a filter on the partition column skips whole files
     before their footers are opened (a ``time`` filter alone opens every file of the snapshot).
     """
-    import datetime as dt
-
     return {"dlo": lo.astimezone(dt.UTC).strftime("%Y-%m-%d"), "dhi": hi.astimezone(dt.UTC).strftime("%Y-%m-%d")}
 
 
 def jsonable(v: Any) -> Any:
     """A query value as plain JSON: datetimes to ISO 8601 UTC, tuples to lists."""
-    import datetime as dt
-
     if isinstance(v, dt.datetime):
         return v.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
     if isinstance(v, dict):

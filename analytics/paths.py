@@ -10,12 +10,13 @@ listed in ``missing``, never invented.
 from __future__ import annotations
 
 import datetime as dt
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
 import duckdb
 
-from analytics.lake import day_bounds, jsonable, key_days, rows
+from analytics.lake import DAY_SCAN, day_files, jsonable, key_days, rows, window_files
 from analytics.timeparse import iso
 from ingest.errors import ConfigError
 
@@ -33,22 +34,26 @@ _COLS = """event_id, time, source, category, activity, actor_id, actor_type, on_
        tool, resource, decision, policy_id, policy_version, reason, outcome, task_id, trace_id, span_id,
        parent_span_id, request_id"""
 
-_BY_ID = f"SELECT {_COLS} FROM events WHERE list_contains($days, day) AND event_id = $id"  # noqa: S608 (constant)
-_ISSUANCE = f"""SELECT {_COLS} FROM events
-WHERE list_contains($days, day) AND credential_id = $cid AND activity IN $issuing
+_BY_ID = f"SELECT {_COLS} FROM {DAY_SCAN} WHERE event_id = $id"  # noqa: S608 (constant)
+_ISSUANCE = f"""SELECT {_COLS} FROM {DAY_SCAN}
+WHERE credential_id = $cid AND activity IN $issuing
   AND coalesce(outcome, 'success') <> 'failure'
 ORDER BY time, event_id LIMIT 1"""  # noqa: S608
-_SVID = f"""SELECT {_COLS} FROM events
-WHERE day <= $dhi AND actor_id = $spiffe AND activity = 'svid.minted' AND time <= $t
-  AND (credential_expires_at IS NULL OR credential_expires_at > $t)
-ORDER BY (credential_type = 'x509_svid') DESC NULLS LAST, time DESC, event_id LIMIT 1"""  # noqa: S608
-_DEC_SPAN = f"""SELECT {_COLS} FROM events WHERE day >= $dlo AND day <= $dhi AND activity = 'decision' AND trace_id = $trace AND span_id = $span
+# SVID mints are few; they are copied once per connection (`path_svids`, sorted by SPIFFE ID) because a
+# "valid at t" lookup cannot be bounded in time (an SVID may never expire) and would open every earlier day.
+_SVIDS = f"""CREATE OR REPLACE TEMP TABLE path_svids AS
+SELECT {_COLS} FROM events WHERE activity = 'svid.minted' ORDER BY actor_id, time"""  # noqa: S608
+_SVID = """SELECT * FROM path_svids
+WHERE actor_id = $spiffe AND time <= $t AND (credential_expires_at IS NULL OR credential_expires_at > $t)
+ORDER BY (credential_type = 'x509_svid') DESC NULLS LAST, time DESC, event_id LIMIT 1"""
+_SVIDS_BUILT: weakref.WeakSet[duckdb.DuckDBPyConnection] = weakref.WeakSet()
+_DEC_SPAN = f"""SELECT {_COLS} FROM {DAY_SCAN} WHERE activity = 'decision' AND trace_id = $trace AND span_id = $span
   AND time >= $lo AND time <= $hi ORDER BY time, event_id"""  # noqa: S608
-_DEC_REQ = f"""SELECT {_COLS} FROM events WHERE day >= $dlo AND day <= $dhi AND activity = 'decision' AND request_id = $rid
+_DEC_REQ = f"""SELECT {_COLS} FROM {DAY_SCAN} WHERE activity = 'decision' AND request_id = $rid
   AND time >= $lo AND time <= $hi ORDER BY time, event_id"""  # noqa: S608
-_DEC_CRED = f"""SELECT {_COLS} FROM events WHERE day >= $dlo AND day <= $dhi AND activity = 'decision' AND credential_id = $cid
+_DEC_CRED = f"""SELECT {_COLS} FROM {DAY_SCAN} WHERE activity = 'decision' AND credential_id = $cid
   AND time >= $lo AND time <= $hi AND coalesce(tool, action) = $key ORDER BY time, event_id"""  # noqa: S608
-_CHILDREN = f"""SELECT {_COLS} FROM events WHERE day >= $dlo AND day <= $dhi AND parent_span_id = $span AND activity <> 'decision' AND (trace_id = $trace OR $trace IS NULL)
+_CHILDREN = f"""SELECT {_COLS} FROM {DAY_SCAN} WHERE parent_span_id = $span AND activity <> 'decision' AND (trace_id = $trace OR $trace IS NULL)
   AND time >= $lo AND time <= $hi ORDER BY time, event_id"""  # noqa: S608
 
 
@@ -167,20 +172,23 @@ def _one(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any]) -> di
     return r[0] if r else None
 
 
-def _window(lo: dt.datetime, hi: dt.datetime) -> dict[str, Any]:
-    return {"lo": lo, "hi": hi, **day_bounds(lo, hi)}
+def _in_window(con: duckdb.DuckDBPyConnection, sql: str, lo: dt.datetime, hi: dt.datetime,
+               params: dict[str, Any]) -> list[dict[str, Any]]:
+    """Run a ``{DAY_SCAN}`` query over the day files of ``[lo, hi]`` only."""
+    files = window_files(con, lo, hi)
+    return rows(con, sql, {**params, "lo": lo, "hi": hi, "files": files}) if files else []
 
 
 def _by_id(con: duckdb.DuckDBPyConnection, event_id: str) -> dict[str, Any] | None:
     """One event by id, reading only the day partition(s) the event-id index names."""
-    days = key_days(con, event_id)
-    return _one(con, _BY_ID, {"id": event_id, "days": days}) if days else None
+    files = day_files(con, key_days(con, event_id))
+    return _one(con, _BY_ID, {"id": event_id, "files": files}) if files else None
 
 
 def _issuance(con: duckdb.DuckDBPyConnection, cid: str) -> dict[str, Any] | None:
     """The first (time, event_id) successful issuance record of a credential."""
-    days = key_days(con, cid)
-    return _one(con, _ISSUANCE, {"cid": cid, "issuing": list(ISSUING), "days": days}) if days else None
+    files = day_files(con, key_days(con, cid))
+    return _one(con, _ISSUANCE, {"cid": cid, "issuing": list(ISSUING), "files": files}) if files else None
 
 
 def _lineage(con: duckdb.DuckDBPyConnection, b: _Builder, action: dict[str, Any]) -> None:
@@ -239,7 +247,10 @@ def _svid(con: duckdb.DuckDBPyConnection, b: _Builder, action: dict[str, Any]) -
     wl = action.get("src_workload")
     if not wl or not str(wl).startswith("spiffe://"):
         return
-    svid = _one(con, _SVID, {"spiffe": wl, "t": action["time"], "dhi": day_bounds(action["time"], action["time"])["dhi"]})
+    if con not in _SVIDS_BUILT:
+        con.execute(_SVIDS)
+        _SVIDS_BUILT.add(con)
+    svid = _one(con, _SVID, {"spiffe": wl, "t": action["time"]})
     if svid is None:
         b.missing.append(f"no SVID valid at the time for workload {wl}")
         return
@@ -253,16 +264,16 @@ def _decisions(con: duckdb.DuckDBPyConnection, b: _Builder, action: dict[str, An
     found: list[dict[str, Any]] = []
     how = ""
     if action.get("trace_id") and action.get("span_id"):
-        found = rows(con, _DEC_SPAN, {"trace": action["trace_id"], "span": action["span_id"],
-                                      **_window(t - ID_WINDOW, t + ID_WINDOW)})
+        found = _in_window(con, _DEC_SPAN, t - ID_WINDOW, t + ID_WINDOW,
+                           {"trace": action["trace_id"], "span": action["span_id"]})
         how = "shared trace_id+span_id"
     if not found and action.get("request_id"):
-        found = rows(con, _DEC_REQ, {"rid": action["request_id"], **_window(t - ID_WINDOW, t + ID_WINDOW)})
+        found = _in_window(con, _DEC_REQ, t - ID_WINDOW, t + ID_WINDOW, {"rid": action["request_id"]})
         how = "shared request_id"
     key = action.get("tool") or action.get("action")
     if not found and action.get("credential_id") and key:
-        found = rows(con, _DEC_CRED, {"cid": action["credential_id"], "key": key,
-                                      **_window(t - MATCH_WINDOW, t + MATCH_WINDOW)})
+        found = _in_window(con, _DEC_CRED, t - MATCH_WINDOW, t + MATCH_WINDOW,
+                           {"cid": action["credential_id"], "key": key})
         how = "time match within 5s on credential_id and action"
     if not found:
         b.missing.append("no authorization decision found")
@@ -279,8 +290,8 @@ def _downstream(con: duckdb.DuckDBPyConnection, b: _Builder, action: dict[str, A
         ev = frontier.pop(0)
         if not ev.get("span_id"):
             continue
-        kids = rows(con, _CHILDREN, {"span": ev["span_id"], "trace": ev.get("trace_id"),
-                                     **_window(ev["time"] - ID_WINDOW, ev["time"] + ID_WINDOW)})
+        kids = _in_window(con, _CHILDREN, ev["time"] - ID_WINDOW, ev["time"] + ID_WINDOW,
+                          {"span": ev["span_id"], "trace": ev.get("trace_id")})
         for k in kids:
             if k["event_id"] in b.nodes:
                 continue
