@@ -23,7 +23,6 @@ import orjson
 
 from analytics import alerts as al
 from analytics.detectors import BY_ID, REGISTRY
-from analytics.detectors import views as dviews
 from analytics.detectors.base import Context, Finding, iso
 from ingest.errors import ConfigError
 
@@ -62,12 +61,10 @@ class DetectResult:
 
 
 def connect(lake_dir: str | Path, memory_limit: str = "2GB") -> duckdb.DuckDBPyConnection:
-    """The analytics connection (``analytics.lake``) plus the detector helper views."""
+    """The analytics connection (``analytics.lake``): detectors read its views."""
     from analytics.lake import connect as lake_connect
 
-    con = lake_connect(lake_dir, memory_limit)
-    dviews.install(con)
-    return con
+    return lake_connect(lake_dir, memory_limit)
 
 
 def _event_range(con: duckdb.DuckDBPyConnection) -> tuple[dt.datetime | None, dt.datetime | None]:
@@ -224,7 +221,6 @@ def run_detect_cli(args: argparse.Namespace) -> int:
 def detect_findings(con: duckdb.DuckDBPyConnection, rules: Sequence[str] = (),
                     overrides: Mapping[str, float] | None = None) -> list[Finding]:
     """Pure: every finding over all of ``events`` on a connection (no lake writes)."""
-    dviews.install(con)
     lo, hi = _event_range(con)
     if lo is None or hi is None:
         return []

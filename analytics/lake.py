@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 import os
+import re
 import tempfile
 import weakref
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from collections.abc import Iterable
 from typing import Any
 
 import duckdb
@@ -110,7 +110,8 @@ def connect(lake_dir: str | Path, memory_limit: str = "2GB", threads: int | None
         groups = _by_schema(con, files)
         # One scan per distinct file schema, united by name: `union_by_name` would re-read every footer at
         # every bind (~100 ms per view reference on a 100-file lake); a fixed schema binds from one file.
-        sql = " UNION ALL BY NAME ".join(f"SELECT * FROM read_parquet($f{i}, {_READ_OPTS})" for i in range(len(groups)))
+        sql = " UNION ALL BY NAME ".join(
+            f"SELECT * FROM read_parquet($f{i}, {_READ_OPTS})" for i in range(len(groups)))  # noqa: S608 (constants)
         con.sql(sql, params={f"f{i}": g for i, g in enumerate(groups)}).create_view("raw_events")
         by_day: dict[str, list[str]] = {}
         for f in files:

@@ -18,14 +18,14 @@ DETECTION = Detection(
 
 _SQL = """
 WITH person AS (  -- scopes ever issued directly to each person (their own tokens)
-  SELECT holder, flatten(list(scope)) AS scopes FROM dp_creds
-  WHERE contains(holder, '@') AND scope IS NOT NULL AND parent_id IS NULL GROUP BY holder
+  SELECT issue_target AS holder, flatten(list(scope)) AS scopes FROM int_credential_issued
+  WHERE contains(issue_target, '@') AND scope IS NOT NULL AND parent_id IS NULL GROUP BY issue_target
 )
 SELECT e.event_id, e.time, e.actor_id, e.on_behalf_of, e.tool, e.resource, e.credential_id, e.scope,
        replace(e.tool, '.', ':') AS need, list_contains(coalesce(e.scope, []), replace(e.tool, '.', ':')) AS in_token,
        p.scopes IS NULL OR list_contains(p.scopes, replace(e.tool, '.', ':')) AS person_may,
        c.issue_event_id
-FROM events e LEFT JOIN person p ON p.holder = e.on_behalf_of LEFT JOIN dp_creds c USING (credential_id)
+FROM events e LEFT JOIN person p ON p.holder = e.on_behalf_of LEFT JOIN int_credential_issued c USING (credential_id)
 WHERE e.activity = 'tool.invoked' AND contains(coalesce(e.on_behalf_of, ''), '@') AND e.outcome = 'success'
   AND e.tool IS NOT NULL AND e.time BETWEEN $since AND $until
   AND NOT (list_contains(coalesce(e.scope, []), replace(e.tool, '.', ':'))

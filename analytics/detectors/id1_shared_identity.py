@@ -32,7 +32,7 @@ def detect(ctx: Context) -> list[Finding]:
     out = []
     for r in ctx.rows(_SQL, {**ctx.window(), "min": int(ctx.p(DETECTION, "min_workloads"))}):
         wl = sorted(r["workloads"])
-        creds = ctx.rows("SELECT issue_event_id FROM dp_creds WHERE holder = $a", {"a": r["actor_id"]})
+        creds = ctx.rows("SELECT issue_event_id FROM int_credential_issued WHERE issue_target = $a", {"a": r["actor_id"]})
         out.append(make(
             DETECTION, (r["actor_id"],), [r["actor_id"]], r["times"],
             [*r["ids"], *(c["issue_event_id"] for c in creds)], r["ids"][0],

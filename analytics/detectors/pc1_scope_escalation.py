@@ -19,8 +19,8 @@ DETECTION = Detection(
 )
 
 _CREDS = """
-SELECT credential_id, parent_id, scope, issue_event_id, issued_at, holder, issued_by
-FROM dp_creds
+SELECT credential_id, parent_id, scope, issue_event_id, issued_at, issue_target AS holder, issue_activity AS issued_by
+FROM int_credential_issued
 """
 _USES = """
 SELECT event_id, time, actor_id, tool FROM events

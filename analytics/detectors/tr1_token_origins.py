@@ -53,7 +53,7 @@ def detect(ctx: Context) -> list[Finding]:
     out = []
     for r in ctx.rows(_SQL, {**ctx.window(), "min_origins": int(ctx.p(DETECTION, "min_origins"))}):
         cid = r["credential_id"]
-        iss = ctx.rows("SELECT issue_event_id, holder FROM dp_creds WHERE credential_id = $c", {"c": cid})
+        iss = ctx.rows("SELECT issue_event_id, issue_target AS holder FROM int_credential_issued WHERE credential_id = $c", {"c": cid})
         ids = ([iss[0]["issue_event_id"]] if iss else []) + list(r["ids"])
         origins = sorted(str(o) for o in r["origins"])
         s = score(len(r["workloads"] or []), list(r["ips"] or []), len(r["uas"] or []))

@@ -19,8 +19,8 @@ DETECTION = Detection(
 
 _SQL = """
 SELECT u.credential_id, u.event_id, u.time, u.actor_id, coalesce(c.expires_at, u.credential_expires_at) AS exp,
-       c.issue_event_id, c.holder
-FROM events u LEFT JOIN dp_creds c USING (credential_id)
+       c.issue_event_id, c.issue_target AS holder
+FROM events u LEFT JOIN int_credential_issued c USING (credential_id)
 WHERE u.credential_id IS NOT NULL AND u.category IN ('tool_call', 'authorization', 'api_activity')
   AND u.time BETWEEN $since AND $until
   AND coalesce(c.expires_at, u.credential_expires_at) IS NOT NULL

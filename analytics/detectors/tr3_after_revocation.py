@@ -18,11 +18,12 @@ DETECTION = Detection(
 )
 
 _SQL = """
-SELECT u.credential_id, u.event_id, u.time, u.actor_id, c.revoked_at, c.revoke_event_id, c.issue_event_id, c.holder
-FROM events u JOIN dp_creds c USING (credential_id)
-WHERE u.category IN ('tool_call', 'authorization', 'api_activity') AND c.revoked_at IS NOT NULL
+SELECT u.credential_id, u.event_id, u.time, u.actor_id, r.revoked_at, r.revoke_event_id, c.issue_event_id,
+       c.issue_target AS holder
+FROM events u JOIN int_credential_issued c USING (credential_id) JOIN int_credential_revoked r USING (credential_id)
+WHERE u.category IN ('tool_call', 'authorization', 'api_activity')
   AND u.time BETWEEN $since AND $until
-  AND u.time > c.revoked_at + to_microseconds(CAST($grace * 1e6 AS BIGINT))
+  AND u.time > r.revoked_at + to_microseconds(CAST($grace * 1e6 AS BIGINT))
 ORDER BY u.credential_id, u.time
 """
 

@@ -18,8 +18,8 @@ DETECTION = Detection(
 
 _SQL = """
 SELECT u.credential_id, u.event_id, u.time, u.actor_id, u.task_id AS used_task, c.task_id AS cred_task,
-       c.issue_event_id, c.holder
-FROM events u JOIN dp_creds c USING (credential_id)
+       c.issue_event_id, c.issue_target AS holder
+FROM events u JOIN int_credential_issued c USING (credential_id)
 WHERE u.category IN ('tool_call', 'authorization', 'api_activity') AND c.task_id IS NOT NULL
   AND u.task_id IS NOT NULL AND u.task_id <> c.task_id AND NOT starts_with(u.task_id, c.task_id || '.')
   AND u.time BETWEEN $since AND $until

@@ -11,6 +11,8 @@ SELECT
     arg_min(CASE WHEN activity = 'role.assumed' THEN coalesce(target_id, actor_id) ELSE actor_id END, first) AS holder,
     arg_min(CASE WHEN activity = 'role.assumed' THEN 'role' ELSE actor_type END, first) AS holder_type,
     arg_min(actor_id, first) AS requested_by,
+    -- the record's own target (subject, audience or assumed role), else its actor: whom the issuer named
+    arg_min(coalesce(target_id, actor_id), first) AS issue_target,
     arg_min(on_behalf_of, first) AS on_behalf_of,
     arg_min(delegation_chain, first) AS delegation_chain,
     arg_min(scope, first) AS scope,
