@@ -14,7 +14,7 @@ from typing import Any
 
 import duckdb
 
-from analytics.lake import day_bounds, jsonable, materialize, rows
+from analytics.lake import jsonable, materialize, rows, window_files
 from analytics.timeparse import iso, parse_instant
 
 LOOKBACK = dt.timedelta(minutes=5)
@@ -32,16 +32,16 @@ _MATCH = {
 _DECISIONS = """
 SELECT event_id, time, decision, policy_id, policy_version, action, tool, resource, reason, credential_id,
        on_behalf_of, trace_id, span_id, request_id
-FROM decisions
-WHERE day >= $dlo AND day <= $dhi AND actor_id = $identity AND time >= $lo AND time <= $hi{match}
+FROM decisions_in($files)
+WHERE actor_id = $identity AND time >= $lo AND time <= $hi{match}
 ORDER BY time, event_id
 """
 
 _ACTIONS = """
 SELECT event_id, time, activity, action, tool, resource, outcome, decision, credential_id, src_workload, src_ip,
        trace_id, span_id
-FROM actions
-WHERE day >= $dlo AND day <= $dhi AND actor_id = $identity AND time >= $lo AND time <= $hi{match}
+FROM actions_in($files)
+WHERE actor_id = $identity AND time >= $lo AND time <= $hi{match}
 ORDER BY time, event_id
 """
 
@@ -151,13 +151,15 @@ def allowed_at(
     """Answer allowed / denied / not_mediated / unknown for ``identity`` at ``at``, with evidence."""
     t = parse_instant(at, "--at")
     match = _MATCH[(action is not None, resource is not None)]
-    p: dict[str, Any] = {"identity": identity, "lo": t - LOOKBACK, "hi": t + SKEW, **day_bounds(t - LOOKBACK, t + SKEW)}
+    # Only the day files of the window are bound and read.
+    files = window_files(con, t - LOOKBACK, t + SKEW)
+    p: dict[str, Any] = {"identity": identity, "lo": t - LOOKBACK, "hi": t + SKEW, "files": files}
     if action is not None:
         p["action"] = action
     if resource is not None:
         p["resource"] = resource
-    decisions = rows(con, _DECISIONS.format(match=match), p)
-    acts = rows(con, _ACTIONS.format(match=match), p)
+    decisions = rows(con, _DECISIONS.format(match=match), p) if files else []
+    acts = rows(con, _ACTIONS.format(match=match), p) if files else []
     gov = governing(decisions, t)
     if gov is not None:
         answer = "allowed" if gov["decision"] == "allow" else "denied"

@@ -15,7 +15,7 @@ import duckdb
 import networkx as nx
 import orjson
 
-from analytics.lake import rows
+from analytics.lake import materialize, rows
 from analytics.timeparse import iso, parse_instant
 from ingest.errors import ConfigError
 
@@ -138,8 +138,10 @@ def identity_graph(
     g = build_graph(edges, identity)
     creds = [n[len("credential:"):] for n, d in g.nodes(data=True) if d["type"] == "credential"]
     if creds:
+        # The materialized mart (built once per connection) joined to the id list: an agent holds thousands.
+        materialize(con)
         for c in rows(con, "SELECT credential_id, credential_type, scope, issued_at, expires_at, revoked_at "
-                           "FROM credentials_for($ids)", {"ids": sorted(creds)}):
+                           "FROM credentials WHERE credential_id IN (SELECT unnest($ids))", {"ids": sorted(creds)}):
             cid = c.pop("credential_id")
             g.nodes[f"credential:{cid}"].update({k: _scalar(v) for k, v in c.items() if v is not None})
     return g
