@@ -11,7 +11,7 @@ import pytest
 from analytics.allowed import allowed_at
 from analytics.graphs import export_graph, identity_graph
 from analytics.inventory import inventory
-from analytics.lake import VIEWS, connect
+from analytics.lake import VIEWS, connect, day_files, key_days, materialize
 from analytics.paths import decision_path
 from ingest.errors import ConfigError
 from tests.analytics_factory import T0, at, ev, make_lake
@@ -244,3 +244,30 @@ def test_empty_lake_has_typed_views(tmp_path):
     assert cols["time"] == "TIMESTAMP WITH TIME ZONE" and cols["scope"] == "VARCHAR[]" and cols["day"] == "VARCHAR"
     assert allowed_at(c, WORKER, T0).answer == "unknown"
     assert inventory(c) == []
+
+
+def test_materialized_marts_equal_the_lazy_views(tmp_path):
+    c = connect(make_lake(tmp_path / "lake", chain_events()))
+    lazy = {v: sorted(map(repr, c.execute(f"SELECT * FROM {v}").fetchall())) for v in  # noqa: S608
+            ("credentials", "delegations", "policy_versions")}
+    materialize(c)
+    materialize(c)  # idempotent
+    for v, want in lazy.items():
+        assert sorted(map(repr, c.execute(f"SELECT * FROM {v}").fetchall())) == want  # noqa: S608
+    # A cursor is another context (its own time zone setting): it keeps the lazy views and gets the same rows.
+    q = "SELECT * FROM credentials ORDER BY credential_id"
+    assert c.cursor().execute(q).fetchall() == c.execute(q).fetchall()
+
+
+def test_key_index_and_day_macros_find_what_the_views_find(tmp_path):
+    c = connect(make_lake(tmp_path / "lake", chain_events()))
+    for eid, cid, day in c.execute("SELECT event_id, credential_id, day FROM events").fetchall():
+        assert day in key_days(c, eid)
+        if cid is not None:
+            assert day in key_days(c, cid)
+    days = [r[0] for r in c.execute("SELECT DISTINCT day FROM events").fetchall()]
+    files = day_files(c, days)
+    for v in ("events", "decisions", "actions"):
+        whole = sorted(map(repr, c.execute(f"SELECT * FROM {v}").fetchall()))  # noqa: S608
+        assert sorted(map(repr, c.execute(f"SELECT * FROM {v}_in($f)", {"f": files}).fetchall())) == whole  # noqa: S608
+    assert key_days(c, "no-such-id") == []
