@@ -177,7 +177,7 @@ def materialize(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("CREATE OR REPLACE TEMP TABLE mat_credentials AS SELECT * FROM credentials ORDER BY holder, credential_id")
     # Temp objects shadow the catalog's in this connection only (a cursor keeps the lazy views).
     con.execute("CREATE OR REPLACE TEMP MACRO credentials_for(ids) AS TABLE "
-                "SELECT * FROM mat_credentials WHERE ids IS NULL OR list_contains(ids, credential_id)")
+                "SELECT * FROM mat_credentials WHERE ids IS NULL OR credential_id IN (SELECT unnest(ids))")
     con.execute("CREATE OR REPLACE TEMP TABLE mat_policy_versions AS SELECT * FROM policy_versions")
     con.execute("CREATE OR REPLACE TEMP VIEW policy_versions AS SELECT * FROM mat_policy_versions")
     con.execute(f"CREATE OR REPLACE TEMP TABLE credential_actors AS {_CREDENTIAL_ACTORS}")  # noqa: S608 (constant)
