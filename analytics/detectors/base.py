@@ -169,6 +169,20 @@ class Context:
         cols = [d[0] for d in cur.description]
         return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
 
+    def lookup(self, sql: str, keys: Sequence[Any], params: Mapping[str, Any] | None = None
+               ) -> dict[Any, list[dict[str, Any]]]:
+        """Evidence for many findings in one query, not one query per finding.
+
+        ``sql`` selects a column ``k`` and filters with ``IN (SELECT unnest($keys))``; rows come back
+        grouped by ``k``. (Per-finding lookups over the lake's views cost a full view scan each.)
+        """
+        out: dict[Any, list[dict[str, Any]]] = {}
+        if not keys:
+            return out
+        for r in self.rows(sql, {**dict(params or {}), "keys": list(dict.fromkeys(keys))}):
+            out.setdefault(r["k"], []).append(r)
+        return out
+
     def window(self) -> dict[str, Any]:
         return {"since": self.since, "until": self.until}
 

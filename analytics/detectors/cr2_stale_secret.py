@@ -25,7 +25,7 @@ SELECT r.event_id, r.time, r.actor_id, r.resource, r.request_id,
 FROM events r
 WHERE r.activity = 'secret.read' AND r.resource IS NOT NULL AND r.time BETWEEN $since AND $until
 """
-_REQ = "SELECT event_id FROM events WHERE activity = 'request' AND request_id = $r"
+_REQ = "SELECT request_id AS k, event_id FROM events WHERE activity = 'request' AND request_id IN (SELECT unnest($keys))"
 
 
 def detect(ctx: Context) -> list[Finding]:
@@ -38,9 +38,10 @@ def detect(ctx: Context) -> list[Finding]:
         r["age"] = age
         by.setdefault((r["resource"], r["rot_id"] or "never"), []).append(r)
     out = []
+    req_rows = ctx.lookup(_REQ, [q for rs in by.values() for r in rs for q in (r["request_id"], r["rot_req"]) if q])
     for (path, rot), rs in by.items():
         reqs = [x["event_id"] for r in rs for q in (r["request_id"], r["rot_req"]) if q
-                for x in ctx.rows(_REQ, {"r": q})]
+                for x in req_rows.get(q, [])]
         age = rs[0]["age"]
         when = "no rotation is recorded" if age is None else f"it was last rotated {age / 86400:.0f} days earlier"
         out.append(make(

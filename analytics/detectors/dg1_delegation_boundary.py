@@ -36,15 +36,18 @@ ORDER BY e.time
 
 def detect(ctx: Context) -> list[Finding]:
     out = []
-    for r in ctx.rows(_SQL, ctx.window()):
+    found = ctx.rows(_SQL, ctx.window())
+    decisions = ctx.lookup(
+        "SELECT m.event_id AS k, d.event_id FROM events m JOIN events d "
+        "ON d.trace_id = m.trace_id AND d.span_id = m.span_id "
+        "WHERE d.activity = 'decision' AND m.event_id IN (SELECT unnest($keys))", [r["event_id"] for r in found])
+    for r in found:
         why = []
         if not r["in_token"]:
             why.append(f"the delegated token's scope ({' '.join(r['scope'] or []) or 'none'}) lacks {r['need']}")
         if not r["person_may"]:
             why.append(f"{r['on_behalf_of']} was never issued {r['need']}")
-        dec = [x["event_id"] for x in ctx.rows(
-            "SELECT d.event_id FROM events d, events m WHERE m.event_id = $e AND d.activity = 'decision' "
-            "AND d.trace_id = m.trace_id AND d.span_id = m.span_id", {"e": r["event_id"]})]
+        dec = [x["event_id"] for x in decisions.get(r["event_id"], [])]
         out.append(make(
             DETECTION, (r["event_id"],), [r["actor_id"], r["on_behalf_of"]], [r["time"]],
             [r["issue_event_id"], *dec, r["event_id"]], r["event_id"],

@@ -30,9 +30,12 @@ HAVING count(DISTINCT src_workload) >= $min AND max(time) >= $since AND min(time
 
 def detect(ctx: Context) -> list[Finding]:
     out = []
-    for r in ctx.rows(_SQL, {**ctx.window(), "min": int(ctx.p(DETECTION, "min_workloads"))}):
+    found = ctx.rows(_SQL, {**ctx.window(), "min": int(ctx.p(DETECTION, "min_workloads"))})
+    issued = ctx.lookup("SELECT issue_target AS k, issue_event_id FROM int_credential_issued "
+                        "WHERE issue_target IN (SELECT unnest($keys))", [r["actor_id"] for r in found])
+    for r in found:
         wl = sorted(r["workloads"])
-        creds = ctx.rows("SELECT issue_event_id FROM int_credential_issued WHERE issue_target = $a", {"a": r["actor_id"]})
+        creds = issued.get(r["actor_id"], [])
         out.append(make(
             DETECTION, (r["actor_id"],), [r["actor_id"]], r["times"],
             [*r["ids"], *(c["issue_event_id"] for c in creds)], r["ids"][0],

@@ -23,8 +23,9 @@ SELECT credential_id, parent_id, scope, issue_event_id, issued_at, issue_target 
 FROM int_credential_issued
 """
 _USES = """
-SELECT event_id, time, actor_id, tool FROM events
-WHERE credential_id = $c AND category IN ('tool_call', 'authorization', 'api_activity') ORDER BY time
+SELECT credential_id AS k, event_id, time, actor_id, tool FROM events
+WHERE credential_id IN (SELECT unnest($keys)) AND category IN ('tool_call', 'authorization', 'api_activity')
+ORDER BY time
 """
 
 
@@ -41,6 +42,7 @@ def lineage_graph(ctx: Context) -> nx.DiGraph:
 def detect(ctx: Context) -> list[Finding]:
     g = lineage_graph(ctx)
     out = []
+    found: list[tuple[str, dict[str, Any], list[str], str, list[str]]] = []
     for cid, n in g.nodes(data=True):
         if n.get("issued_by") != "token.exchanged" or not n.get("scope"):
             continue
@@ -58,7 +60,10 @@ def detect(ctx: Context) -> list[Finding]:
         if not extra:
             continue
         chain.reverse()  # origin first
-        uses = ctx.rows(_USES, {"c": cid})
+        found.append((cid, n, chain, origin, extra))
+    uses_of = ctx.lookup(_USES, [f[0] for f in found])
+    for cid, n, chain, origin, extra in found:
+        uses = uses_of.get(cid, [])
         nodes = [g.nodes[c] for c in chain if "issue_event_id" in g.nodes[c]]
         out.append(make(
             DETECTION, (cid,), [x.get("holder") for x in nodes] + [u["actor_id"] for u in uses],

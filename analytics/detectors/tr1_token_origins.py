@@ -51,9 +51,12 @@ def score(workloads: int, ips: list[str], uas: int) -> float:
 
 def detect(ctx: Context) -> list[Finding]:
     out = []
-    for r in ctx.rows(_SQL, {**ctx.window(), "min_origins": int(ctx.p(DETECTION, "min_origins"))}):
+    found = ctx.rows(_SQL, {**ctx.window(), "min_origins": int(ctx.p(DETECTION, "min_origins"))})
+    issued = ctx.lookup("SELECT credential_id AS k, issue_event_id, issue_target AS holder FROM int_credential_issued "
+                        "WHERE credential_id IN (SELECT unnest($keys))", [r["credential_id"] for r in found])
+    for r in found:
         cid = r["credential_id"]
-        iss = ctx.rows("SELECT issue_event_id, issue_target AS holder FROM int_credential_issued WHERE credential_id = $c", {"c": cid})
+        iss = issued.get(cid, [])
         ids = ([iss[0]["issue_event_id"]] if iss else []) + list(r["ids"])
         origins = sorted(str(o) for o in r["origins"])
         s = score(len(r["workloads"] or []), list(r["ips"] or []), len(r["uas"] or []))
