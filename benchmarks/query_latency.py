@@ -17,6 +17,7 @@ import random
 import statistics
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -67,23 +68,23 @@ def run(lake: Path, n: int, seed: int, warmup: int, kinds: Sequence[str]) -> dic
     con = connect(lake)
     connect_s = time.perf_counter() - t0
     population = con.execute(_SAMPLE).fetchall()
-    events = con.execute("SELECT count(*) FROM events").fetchone()[0]
+    events = (con.execute("SELECT count(*) FROM events").fetchone() or (0,))[0]
     rng = random.Random(seed)
     picks = rng.sample(population, min(n + warmup, len(population)))
     res: dict[str, Any] = {"lake": str(lake), "events": events, "queries": n, "seed": seed, "warmup": warmup,
                            "connect_s": round(connect_s, 3)}
     if "allowed" in kinds:
         # Half ask about the exact instant and action, half about a shifted instant with no action filter.
-        calls = []
+        calls: list[Callable[[], Any]] = []
         for i, (actor, t, key, _eid) in enumerate(picks):
             if i % 2:
-                calls.append(lambda a=actor, t=t, k=key: allowed_at(con, a, t, k))
+                calls.append(partial(allowed_at, con, actor, t, key))
             else:
-                calls.append(lambda a=actor, t=t: allowed_at(con, a, t + dt.timedelta(seconds=37)))
+                calls.append(partial(allowed_at, con, actor, t + dt.timedelta(seconds=37)))
         res["allowed_at"] = summary(timed(warmup, calls))
     if "path" in kinds:
-        calls = [lambda e=eid: decision_path(con, e) for (_a, _t, _k, eid) in picks]
-        res["decision_path"] = summary(timed(warmup, calls))
+        paths: list[Callable[[], Any]] = [partial(decision_path, con, eid) for (_a, _t, _k, eid) in picks]
+        res["decision_path"] = summary(timed(warmup, paths))
     con.close()
     return res
 
