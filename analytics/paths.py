@@ -196,10 +196,12 @@ def _lineage(con: duckdb.DuckDBPyConnection, b: _Builder, action: dict[str, Any]
     cid = action.get("credential_id")
     if not cid:
         b.missing.append("the event carries no credential: no credential lineage")
+        _delegation(b, None, action)  # GCP delegation chains, k8s impersonation: on the action itself
         return
     issuance = _issuance(con, cid)
     if issuance is None:
         b.missing.append(f"no issuance record for credential {cid}")
+        _delegation(b, None, action)
         return
     if issuance["event_id"] != action["event_id"]:
         b.node(issuance, "credential")
@@ -228,9 +230,10 @@ def _lineage(con: duckdb.DuckDBPyConnection, b: _Builder, action: dict[str, Any]
         child = parent
 
 
-def _delegation(b: _Builder, issuance: dict[str, Any], action: dict[str, Any]) -> None:
+def _delegation(b: _Builder, issuance: dict[str, Any] | None, action: dict[str, Any]) -> None:
     """On whose behalf, from the issuance's act chain / on_behalf_of, else from the action record."""
-    for ev, where in ((issuance, issuance["activity"]), (action, "the action record")):
+    sources = [(issuance, str(issuance["activity"]))] if issuance is not None else []
+    for ev, where in (*sources, (action, "the action record")):
         chain = ev.get("delegation_chain") or []
         obo = ev.get("on_behalf_of") or (chain[0] if len(chain) > 1 else None)
         if obo and obo != ev.get("actor_id"):

@@ -214,15 +214,6 @@ def test_delegation_is_in_the_canonical_rows(delegation_lake: Path) -> None:
     assert _alerts(delegation_lake) == []
 
 
-_PATH_XFAIL = pytest.mark.xfail(strict=True, reason=(
-    "analytics/paths.py: _lineage() returns before calling _delegation() when the action has no "
-    "credential_id (GCP short-lived tokens are never logged) or its credential has no issuance record "
-    "(a k8s client certificate), so the delegation recorded on the action itself never becomes a link. "
-    "Fix: in _lineage, call _delegation(b, None, action) on those early returns, with _delegation "
-    "skipping a None issuance."))
-
-
-@_PATH_XFAIL
 @pytest.mark.parametrize("event_id", [GCP_MINT, GCP_READ, K8S_NATIVE, K8S_GKE])
 def test_delegation_appears_in_the_decision_path(delegation_lake: Path, event_id: str) -> None:
     links, _ = _links(delegation_lake, event_id)
