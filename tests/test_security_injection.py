@@ -22,6 +22,8 @@ SQL_CALLS = {"execute", "sql", "query", "executemany", "from_query"}
 ALLOWED = {
     "cols",        # lake.compact: column list built from the SCHEMA constant
     "view", "name",  # analytics.lake: view names from the module's own VIEWS registry
+    "view_sql",      # analytics.lake: reads the package's own views/*.sql files
+    "body",          # analytics.lake: a view's own SQL with its source swapped for a file-list macro
 }
 
 
