@@ -19,6 +19,7 @@ from typing import IO, Any, cast
 
 import orjson
 
+from ingest import faults
 from ingest.chunks import IngestStats, Normalized, Pipeline, commit_normalized
 from ingest.errors import ConfigError
 from ingest.lake import Lake, Progress
@@ -165,6 +166,8 @@ def ingest_files(
 
             chunk: list[tuple[bytes, str, int]] = []
             for item in records(path):
+                if item[2] == 1:
+                    faults.point("while_reading")
                 if item[2] <= resume:
                     total.already_ingested += 1
                     total.read += 1

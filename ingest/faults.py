@@ -8,7 +8,7 @@ import signal
 from functools import cache
 
 POINTS = (
-    "after_parquet_before_commit",   # data files written, Delta commit not yet made
+    "while_reading",                 # a file's first record read, nothing of it committed
     "after_dead_letter_commit",      # dead-letter committed, events not yet
     "after_lake_commit",             # both lake commits done, Kafka offset not yet committed
     "after_offset_commit",           # everything done for the chunk
