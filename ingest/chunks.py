@@ -92,21 +92,6 @@ def commit_normalized(
     return stats
 
 
-def commit_chunk(
-    lake: Lake,
-    items: Sequence[tuple[bytes, str, int]],
-    app_id: str,
-    fmt: str,
-    progress: Progress,
-    metadata: dict[str, Any] | None = None,
-    now: dt.datetime | None = None,
-) -> IngestStats:
-    """Normalise ``(raw, origin, position)`` items and commit them, in this process."""
-    if not items:
-        return IngestStats(chunks=1)
-    return commit_normalized(lake, normalize_chunk(items, fmt, now), app_id, progress, metadata)
-
-
 def _worker_init() -> None:
     """A parsing worker dies with its parent and never holds the caller's stdout/stderr open.
 
