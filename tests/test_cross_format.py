@@ -167,13 +167,6 @@ def test_workload_nat_change_is_benign_then_copied_token_fires(tmp_path: Path) -
     assert missing == ()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "analytics/detectors/tr1_token_origins.py: DP-TR-1 groups uses by credential_id over tool_call/authorization/"
-    "api_activity only. Entra records a session's reuse as NonInteractiveUserSignInLogs (credential/token.refreshed), "
-    "each with a new uniqueTokenIdentifier and the shared sessionId (canonical session_id), so a session refreshed "
-    "from a second address is invisible. Fix: add to DP-TR-1 a second grouping by session_id over activity IN "
-    "('session.started','token.refreshed','authenticated') with session_id NOT NULL, counting distinct "
-    "coalesce(src_workload, src_ip); key the finding on the session id, evidence = the session's sign-ins."))
 def test_entra_session_refreshed_from_two_addresses(tmp_path: Path) -> None:
     """One Entra session (sessionId) signs in interactively, then is refreshed from a Tor exit."""
     lake = _lake(tmp_path, "b5_entra_session_two_addresses.jsonl")

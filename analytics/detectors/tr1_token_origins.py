@@ -1,4 +1,4 @@
-"""DP-TR-1: one credential presented from two or more origins (workloads, else addresses)."""
+"""DP-TR-1: one credential (or one sign-in session) presented from two or more origins (workloads, else addresses)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ DETECTION = Detection(
     id="DP-TR-1", title="Token reuse: several origins", severity="high",
     description="One credential is used from two or more origins during its lifetime. The origin of a use is "
                 "its workload (SPIFFE ID) when known, else its source address. A per-task token presented by a "
-                "second workload, or by an unknown peer, has been copied.",
+                "second workload, or by an unknown peer, has been copied. Identity providers that rotate the token "
+                "on every refresh (Entra ID's non-interactive sign-ins) are covered through the session: one "
+                "sign-in session refreshed from two origins has had its refresh token or cookie copied.",
     nhi=("NHI2", "NHI9"), asi=("ASI03",), attack=("T1550.001", "T1528"), csf=("PR.AA-03", "DE.CM-03"),
     maestro=("L4", "L7"), ai_rmf=("MEASURE 2.7",),
     thresholds=(Threshold("min_origins", 2, "origins", "distinct origins that make a use suspicious"),),
@@ -30,6 +32,24 @@ FROM events
 WHERE credential_id IS NOT NULL AND category IN ('tool_call', 'authorization', 'api_activity')
   AND activity NOT IN ('token.issued', 'token.exchanged', 'token.refreshed', 'svid.minted', 'role.assumed')
 GROUP BY credential_id
+HAVING count(DISTINCT coalesce(src_workload, src_ip)) >= $min_origins
+   AND max(time) >= $since AND min(time) <= $until
+"""
+
+
+# Entra ID issues a new uniqueTokenIdentifier on every refresh, so the reuse of a stolen refresh token or
+# session cookie shows only through the shared session id of the sign-ins (session.started, token.refreshed).
+_SESSION_SQL = """
+SELECT session_id, list(event_id ORDER BY time) AS ids, list(time ORDER BY time) AS times,
+       list(DISTINCT coalesce(src_workload, src_ip)) AS origins,
+       list(DISTINCT src_workload) FILTER (WHERE src_workload IS NOT NULL) AS workloads,
+       list(DISTINCT src_ip) FILTER (WHERE src_ip IS NOT NULL) AS ips,
+       list(DISTINCT user_agent) FILTER (WHERE user_agent IS NOT NULL) AS uas,
+       list(DISTINCT actor_id) FILTER (WHERE actor_id IS NOT NULL) AS actors
+FROM events
+WHERE session_id IS NOT NULL
+  AND activity IN ('session.started', 'token.refreshed', 'authenticated') AND outcome IS DISTINCT FROM 'failure'
+GROUP BY session_id
 HAVING count(DISTINCT coalesce(src_workload, src_ip)) >= $min_origins
    AND max(time) >= $since AND min(time) <= $until
 """
@@ -70,6 +90,20 @@ def detect(ctx: Context) -> list[Finding]:
                             for o in origins],
             facts={"credential_id": cid, "origins": ",".join(origins)},
         ))
+    for r in ctx.rows(_SESSION_SQL, {**ctx.window(), "min_origins": int(ctx.p(DETECTION, "min_origins"))}):
+        sid = r["session_id"]
+        origins = sorted(str(o) for o in r["origins"])
+        s = score(len(r["workloads"] or []), list(r["ips"] or []), len(r["uas"] or []))
+        out.append(make(
+            DETECTION, (f"session:{sid}",), r["actors"] or [], r["times"], r["ids"], r["ids"][-1],
+            f"Sign-in session {sid} was started or refreshed from {len(origins)} origins ({', '.join(origins)}) "
+            f"between {fmt(r['times'][0])} and {fmt(r['times'][-1])}; each refresh issues a new token, so the "
+            f"shared session is the only thread: a second origin means its refresh token or session cookie was "
+            f"copied (fidelity score {s}).",
+            score=s, links=[Link(f"session:{sid}", o, "used_from",
+                                 "session_id of the sign-in, origin = src_workload else src_ip") for o in origins],
+            facts={"session_id": sid, "origins": ",".join(origins)},
+        ))
     return out
 
 
@@ -83,6 +117,13 @@ def _use(t: float, eid: str, wl: str | None, ip: str, ua: str = "agentkit/1.4") 
               actor_type="agent", src_workload=wl, src_ip=ip, user_agent=ua, task_id=_T, tool="kb.search")
 
 
+def _signin(t: float, eid: str, activity: str, tok: str, ip: str, outcome: str = "success") -> dict[str, Any]:
+    category = "authentication" if activity == "session.started" else "credential"
+    return ev(t, eid, activity, category=category, credential_id=tok, session_id="sess-1",
+              actor_id="carol@corp.example", actor_type="human", src_ip=ip, outcome=outcome,
+              user_agent="Microsoft Outlook 16.0")
+
+
 EXAMPLES = (
     positive("stolen token used from an unknown peer",
              [_iss, _use(2, "x:u1", "spiffe://c/agent/r", "10.20.1.11"),
@@ -92,4 +133,12 @@ EXAMPLES = (
     benign("NAT change: one workload, two addresses",
            [_iss, _use(2, "x:u1", "spiffe://c/agent/r", "10.20.1.11"),
             _use(60, "x:u2", "spiffe://c/agent/r", "10.21.1.100")]),
+    positive("one sign-in session refreshed from a second address (tokens rotate on refresh)",
+             [_signin(0, "x:s1", "session.started", "tok-1", "203.0.113.24"),
+              _signin(3000, "x:s2", "token.refreshed", "tok-2", "203.0.113.24"),
+              _signin(3900, "x:s3", "token.refreshed", "tok-3", "185.220.101.7")], ("session:sess-1",)),
+    benign("one sign-in session refreshed from its own address; a failed sign-in elsewhere",
+           [_signin(0, "x:s1", "session.started", "tok-1", "203.0.113.24"),
+            _signin(3000, "x:s2", "token.refreshed", "tok-2", "203.0.113.24"),
+            _signin(3100, "x:s3", "token.refreshed", "tok-3", "185.220.101.7", outcome="failure")]),
 )
