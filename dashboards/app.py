@@ -1,7 +1,11 @@
 """decisionpath dashboard: the router. Run with ``decisionpath dashboard --lake DIR``.
 
-Pages live in ``dashboards/pages/``; shared state (the lake, the DuckDB connection) in
+Pages live in ``dashboards/app_pages/``; shared state (the lake, the DuckDB connection) in
 ``dashboards.context``; queries in ``dashboards.queries``.
+
+The folder must not be called ``pages/``: Streamlit then runs in its legacy multipage mode until some
+session calls ``st.navigation``, serving ``/overview`` etc. straight from the page scripts, without
+this router and so without its sign-in gate.
 """
 
 from __future__ import annotations
@@ -44,11 +48,11 @@ if not (Path(lake) / "events").exists():
     st.stop()
 
 pages = [
-    st.Page("pages/overview.py", title="Overview", icon=":material/monitoring:", default=True),
-    st.Page("pages/alerts.py", title="Alerts", icon=":material/notifications_active:"),
-    st.Page("pages/identity.py", title="Identity explorer", icon=":material/hub:"),
-    st.Page("pages/investigate.py", title="Investigate", icon=":material/manage_search:"),
-    st.Page("pages/coverage.py", title="NHI inventory & coverage", icon=":material/inventory_2:"),
+    st.Page("app_pages/overview.py", title="Overview", icon=":material/monitoring:", default=True),
+    st.Page("app_pages/alerts.py", title="Alerts", icon=":material/notifications_active:"),
+    st.Page("app_pages/identity.py", title="Identity explorer", icon=":material/hub:"),
+    st.Page("app_pages/investigate.py", title="Investigate", icon=":material/manage_search:"),
+    st.Page("app_pages/coverage.py", title="NHI inventory & coverage", icon=":material/inventory_2:"),
 ]
 nav = st.navigation(pages)
 with st.sidebar:

@@ -1,13 +1,19 @@
-"""Shared fixtures: the real embedded broker, one generated scenario per session, lake readers."""
+"""Shared fixtures: the real embedded broker, one generated scenario per session, lake readers, and the
+dashboard server and headless Chromium used by the browser tests."""
 
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlparse
 
 import duckdb
 import pytest
@@ -76,3 +82,84 @@ def wait_until(pred, timeout: float = 60.0, every: float = 0.1) -> bool:
             return True
         time.sleep(every)
     return False
+
+
+# --- browser tests: Debian's Chromium driven by Playwright (never `playwright install`) ---
+
+CHROMIUM = Path("/usr/bin/chromium")
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def is_local(url: str) -> bool:
+    """Whether a URL the browser asks for stays on this machine (loopback, or no network at all)."""
+    p = urlparse(url)
+    if p.scheme in ("data", "blob", "about", "chrome-error"):
+        return True
+    return (p.hostname or "") in LOCAL_HOSTS
+
+
+@contextmanager
+def dashboard_server(lake: Path, log: Path, port: int | None = None, **popen: object) -> Iterator[str]:
+    """The dashboard started by ``analytics.serve.start_dashboard`` on a loopback port (a free one by
+    default), once healthy. Yields its base URL; ``popen`` goes to the child (e.g. ``cwd``, a directory
+    with a ``.streamlit/secrets.toml``).
+    """
+    from analytics.serve import start_dashboard
+
+    port = port or free_port()
+    with open(log, "wb") as out:
+        proc = start_dashboard(lake, port=port, address="127.0.0.1", stdout=out, stderr=subprocess.STDOUT,
+                               **popen)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if urllib.request.urlopen(url + "/_stcore/health", timeout=2).read() == b"ok":
+                break
+        except OSError:
+            time.sleep(0.3)
+    else:
+        proc.kill()
+        pytest.fail("dashboard did not come up:\n" + log.read_text())
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Debian Chromium, one per test module."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=str(CHROMIUM),
+                               args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        yield b
+        b.close()
+
+
+IDLE_JS = """() => {
+  const busy = document.querySelector('[data-testid="stStatusWidgetRunningIcon"], [data-testid^="stSkeleton"],'
+    + ' [data-testid="stAppSkeleton"], [data-stale="true"]');
+  const now = performance.now();
+  if (busy) { window.__dpIdleSince = null; return false; }
+  window.__dpIdleSince = window.__dpIdleSince || now;
+  return now - window.__dpIdleSince > 700;
+}"""
+
+
+def wait_idle(page, timeout: float = 60_000) -> None:
+    """Until Streamlit has finished the run: no running icon, skeleton or stale element for 0.7 s."""
+    page.wait_for_function(IDLE_JS, timeout=timeout, polling=100)

@@ -25,11 +25,11 @@ from ingest.lake import Lake
 REPO = Path(__file__).resolve().parent.parent
 APP = str(REPO / "dashboards" / "app.py")
 PAGES = {
-    "overview": ("pages/overview.py", "Overview"),
-    "alerts": ("pages/alerts.py", "Alerts"),
-    "identity": ("pages/identity.py", "Identity explorer"),
-    "investigate": ("pages/investigate.py", "Investigate"),
-    "coverage": ("pages/coverage.py", "NHI inventory & framework coverage"),
+    "overview": ("app_pages/overview.py", "Overview"),
+    "alerts": ("app_pages/alerts.py", "Alerts"),
+    "identity": ("app_pages/identity.py", "Identity explorer"),
+    "investigate": ("app_pages/investigate.py", "Investigate"),
+    "coverage": ("app_pages/coverage.py", "NHI inventory & framework coverage"),
 }
 RESEARCH = "spiffe://corp.example/agent/research"
 

@@ -8,19 +8,16 @@ artifacts/screenshots/.
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
 import time
-import urllib.request
 from pathlib import Path
-from urllib.parse import unquote, urlparse
+from urllib.parse import unquote
 
 import networkx as nx
 import pytest
 
+from tests.conftest import CHROMIUM, dashboard_server, is_local, wait_idle
 from tests.test_dashboard_app import RESEARCH, build_lake
 
-CHROMIUM = Path("/usr/bin/chromium")
 REPO = Path(__file__).resolve().parent.parent
 SHOTS = REPO / "artifacts" / "screenshots"
 PAGES = [  # (url path, title, screenshot name)
@@ -30,7 +27,6 @@ PAGES = [  # (url path, title, screenshot name)
     ("investigate", "Investigate", "investigate"),
     ("coverage", "NHI inventory & framework coverage", "nhi"),
 ]
-LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 
 pytestmark = [
     pytest.mark.browser,
@@ -38,71 +34,11 @@ pytestmark = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    from analytics.serve import start_dashboard
-
     lake = build_lake(tmp_path_factory.mktemp("browserlake"))
-    port = free_port()
-    log = tmp_path_factory.mktemp("serverlog") / "streamlit.log"
-    with open(log, "wb") as out:
-        proc = start_dashboard(lake, port=port, address="127.0.0.1", stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if urllib.request.urlopen(url + "/_stcore/health", timeout=2).read() == b"ok":
-                break
-        except OSError:
-            time.sleep(0.3)
-    else:
-        proc.kill()
-        pytest.fail("dashboard did not come up:\n" + log.read_text())
-    yield url, lake
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=str(CHROMIUM),
-                               args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        yield b
-        b.close()
-
-
-def _is_local(url: str) -> bool:
-    p = urlparse(url)
-    if p.scheme in ("data", "blob", "about", "chrome-error"):
-        return True
-    return (p.hostname or "") in LOCAL_HOSTS
-
-
-IDLE_JS = """() => {
-  const busy = document.querySelector('[data-testid="stStatusWidgetRunningIcon"], [data-testid^="stSkeleton"],'
-    + ' [data-testid="stAppSkeleton"], [data-stale="true"]');
-  const now = performance.now();
-  if (busy) { window.__dpIdleSince = null; return false; }
-  window.__dpIdleSince = window.__dpIdleSince || now;
-  return now - window.__dpIdleSince > 700;
-}"""
-
-
-def wait_idle(page, timeout: float = 60_000) -> None:
-    """Until Streamlit has finished the run: no running icon, skeleton or stale element for 0.7 s."""
-    page.wait_for_function(IDLE_JS, timeout=timeout, polling=100)
+    with dashboard_server(lake, tmp_path_factory.mktemp("serverlog") / "streamlit.log") as url:
+        yield url, lake
 
 
 def _shot(page, name: str) -> None:
@@ -129,9 +65,9 @@ def test_every_page_in_chromium(server, browser):
     SHOTS.mkdir(parents=True, exist_ok=True)
     ctx = browser.new_context(viewport={"width": 1440, "height": 1700})
     outside: list[str] = []
-    ctx.on("request", lambda r: None if _is_local(r.url) else outside.append(r.url))
+    ctx.on("request", lambda r: None if is_local(r.url) else outside.append(r.url))
     page = ctx.new_page()
-    page.on("websocket", lambda ws: None if _is_local(ws.url.replace("ws", "http", 1)) else outside.append(ws.url))
+    page.on("websocket", lambda ws: None if is_local(ws.url.replace("ws", "http", 1)) else outside.append(ws.url))
     timings: dict[str, float] = {}
     musts = {  # text that proves the page shows the lake's real content
         "Overview": ["Events over time", f"{len(alerts):,} alerts", "Non-human identities without an owner"],
@@ -203,7 +139,7 @@ def test_graph_component_offline_pan_zoom_click(browser):
     SHOTS.mkdir(parents=True, exist_ok=True)
     ctx = browser.new_context(viewport={"width": 1000, "height": 600}, offline=True)
     outside: list[str] = []
-    ctx.on("request", lambda r: None if _is_local(r.url) else outside.append(r.url))
+    ctx.on("request", lambda r: None if is_local(r.url) else outside.append(r.url))
     page = ctx.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
