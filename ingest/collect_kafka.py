@@ -6,11 +6,17 @@ committed only after the lake commit, and only as a convenience for lag monitori
 cut per partition by record count, or by the span of the records' own Kafka timestamps; when
 the stream goes quiet the tail is flushed. Exactly-once does not depend on where chunks are cut:
 the lake drops, per table, every offset it already holds.
+
+A broker lost mid-stream is waited for: probed once a second, the outage logged on stderr, what is
+held flushed into the lake, and BrokerUnavailable after ``broker_retry_s``; an outage never counts
+as idle time for ``until_idle_s``.
 """
 
 from __future__ import annotations
 
 import signal
+import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -38,6 +44,7 @@ class KafkaSettings:
     until_idle_s: float | None = None    # stop after this long with nothing to read (batch use)
     session_timeout_ms: int = 10_000
     connect_timeout_s: float = 30.0      # how long to retry a broker that is down at start
+    broker_retry_s: float = 300.0        # how long to wait for a broker lost mid-stream before giving up
     max_poll_records: int = 5_000
     fetch_max_bytes: int = 50 << 20
     client_id: str = "decisionpath-collector"
@@ -49,6 +56,29 @@ def app_id(group: str, topic: str, partition: int) -> str:
     return f"kafka:{group}:{topic}:{partition}"
 
 
+PROBE_AFTER_IDLE_S = 1.0   # probe the broker once nothing arrived for this long ...
+PROBE_EVERY_S = 1.0        # ... and then at most this often
+STILL_WAITING_EVERY_S = 10.0
+KAFKA_CALL_TIMEOUT_MS = 5_000  # offset commit and leave-group calls: never block on a lost broker
+
+
+def _stderr(msg: str) -> None:
+    print(f"decisionpath: {msg}", file=sys.stderr, flush=True)
+
+
+def broker_reachable(bootstrap: str, timeout: float = 1.0) -> tuple[bool, str]:
+    """Whether any bootstrap address accepts a TCP connection now, and the last error if none does."""
+    err = "no address"
+    for hp in bootstrap.split(","):
+        host, _, port_s = hp.strip().rpartition(":")
+        try:
+            with socket.create_connection((host.strip("[]"), int(port_s)), timeout=timeout):
+                return True, ""
+        except (OSError, ValueError) as e:
+            err = str(e)
+    return False, err
+
+
 class KafkaCollector:
     """Consume ``settings.topics`` into ``lake``; ``run()`` returns the summary."""
 
@@ -58,11 +88,13 @@ class KafkaCollector:
         lake: Lake,
         on_chunk: Callable[[IngestStats], None] | None = None,
         after_commit: Callable[[int], None] | None = None,
+        log: Callable[[str], None] = _stderr,
     ) -> None:
         self.s = settings
         self.lake = lake
         self.on_chunk = on_chunk
         self.after_commit = after_commit
+        self.log = log
         self.stats = IngestStats()
         self._buf: dict[Any, list[tuple[bytes, str, int]]] = {}
         self._first_ts: dict[Any, int] = {}
@@ -70,6 +102,10 @@ class KafkaCollector:
         self._consumer: Any = None
         self._last_data = time.monotonic()
         self._pipe = Pipeline(settings.workers)
+        self._down_since: float | None = None    # when the broker was first found unreachable
+        self._last_probe = 0.0
+        self._last_notice = 0.0
+        self._error_since: float | None = None   # first of a run of failed polls
 
     def stop(self) -> None:
         """Ask ``run()`` to flush what it holds and return (safe from a signal handler)."""
@@ -143,10 +179,14 @@ class KafkaCollector:
                 self.after_commit(self.stats.chunks)
             if self.on_chunk:
                 self.on_chunk(s)
-            try:  # lag monitoring only: the lake, not this offset, decides where we resume
-                self._consumer.commit({tp: OffsetAndMetadata(n.last + 1, "", -1)})
-            except Exception:  # noqa: BLE001 - a rebalance in flight; the lake already has the chunk
-                pass
+            # Lag monitoring only: the lake, not this offset, decides where we resume; so it is
+            # skipped while the broker is known to be down (each attempt would block).
+            if self._down_since is None:
+                try:
+                    self._consumer.commit({tp: OffsetAndMetadata(n.last + 1, "", -1)},
+                                          timeout_ms=KAFKA_CALL_TIMEOUT_MS)
+                except Exception:  # noqa: BLE001 - a rebalance in flight, or the broker is gone
+                    self._broker_up(time.monotonic(), force=True)
             faults.point("after_offset_commit")
 
         self._pipe.submit(items, self.s.fmt, commit)
@@ -178,13 +218,13 @@ class KafkaCollector:
                 try:
                     polled = self._consumer.poll(timeout_ms=200, max_records=self.s.max_poll_records)
                 except KafkaError as e:  # transient broker trouble: keep what we hold, retry
-                    time.sleep(0.5)
-                    if time.monotonic() - self._last_data > 300:
-                        raise BrokerUnavailable(f"Kafka at {self.s.bootstrap} unreachable for 5 minutes: {e}") from e
+                    self._poll_failed(e)
                     continue
+                self._error_since = None
                 now = time.monotonic()
                 if polled:
-                    self._last_data = now
+                    if self._down_since is not None:  # records prefetched before an outage, or it is over
+                        self._broker_up(now)
                     for tp, msgs in polled.items():
                         buf = self._buf.setdefault(tp, [])
                         origin = f"kafka:{tp.topic}/{tp.partition}@"
@@ -196,8 +236,17 @@ class KafkaCollector:
                                     or m.timestamp - self._first_ts[tp] >= self.s.chunk_span_ms):
                                 self._flush(tp)
                                 buf = self._buf.setdefault(tp, [])
+                    # Idle time starts when this batch is handled, not when it was fetched: chunk
+                    # commits can take longer than --until-idle (and a broker lost meanwhile must
+                    # still be waited for).
+                    self._last_data = time.monotonic()
                 else:
-                    idle = now - self._last_data
+                    if now - self._last_data >= PROBE_AFTER_IDLE_S and not self._broker_up(now):
+                        self._give_up_if_down_too_long(now)
+                        if self._buf:
+                            self._flush_all()  # into the lake now: the outage may outlast us
+                        continue  # an outage is not idleness: wait for the broker, bounded
+                    idle = now - self._last_data  # after the probe: a broker back resets it
                     if self._buf and idle >= self.s.idle_flush_s:
                         self._flush_all()
                     if self.s.until_idle_s is not None and idle >= self.s.until_idle_s and self._assigned():
@@ -208,11 +257,53 @@ class KafkaCollector:
             finally:
                 self._pipe.close()
             try:
-                self._consumer.close(autocommit=False)
+                self._consumer.close(autocommit=False, timeout_ms=KAFKA_CALL_TIMEOUT_MS)
             except Exception:  # noqa: BLE001
                 pass
         self.stats.seconds = time.perf_counter() - t0
         return self.stats
+
+    # -- broker outages ------------------------------------------------------------------
+    def _broker_up(self, now: float, force: bool = False) -> bool:
+        """Probe the broker (at most every PROBE_EVERY_S unless forced) and log outages on stderr:
+        when one starts, every STILL_WAITING_EVERY_S while it lasts, and when it ends."""
+        if not force and now - self._last_probe < PROBE_EVERY_S:
+            return self._down_since is None
+        self._last_probe = now
+        up, err = broker_reachable(self.s.bootstrap)
+        if up:
+            if self._down_since is not None:
+                self.log(f"Kafka broker at {self.s.bootstrap} is back after {now - self._down_since:.0f}s; resuming")
+                self._down_since = None
+                self._last_data = now  # the idle timer starts again: give the broker time to serve
+            return True
+        if self._down_since is None:
+            self._down_since = self._last_notice = now
+            self.log(f"Kafka broker at {self.s.bootstrap} unreachable ({err}); waiting for the broker, retrying "
+                     f"every {PROBE_EVERY_S:.0f}s for up to {self.s.broker_retry_s:.0f}s (--broker-retry-timeout)")
+        elif now - self._last_notice >= STILL_WAITING_EVERY_S:
+            self._last_notice = now
+            self.log(f"still waiting for the Kafka broker at {self.s.bootstrap} ({now - self._down_since:.0f}s of "
+                     f"{self.s.broker_retry_s:.0f}s)")
+        return False
+
+    def _give_up_if_down_too_long(self, now: float) -> None:
+        if self._down_since is not None and now - self._down_since > self.s.broker_retry_s:
+            raise BrokerUnavailable(
+                f"Kafka broker at {self.s.bootstrap} unreachable for {now - self._down_since:.0f}s; gave up after "
+                f"--broker-retry-timeout {self.s.broker_retry_s:.0f}s. Everything read before the outage is in "
+                "the lake: run the collector again once the broker is back, it resumes from there.")
+
+    def _poll_failed(self, e: Exception) -> None:
+        """A poll raised: retry, bounded by ``broker_retry_s`` like an unreachable broker."""
+        now = time.monotonic()
+        if self._error_since is None:
+            self._error_since = now
+            self.log(f"Kafka poll failed ({e}); retrying for up to {self.s.broker_retry_s:.0f}s")
+        elif now - self._error_since > self.s.broker_retry_s:
+            raise BrokerUnavailable(
+                f"Kafka at {self.s.bootstrap} failing for {now - self._error_since:.0f}s: {e}") from e
+        time.sleep(0.5)
 
     def _assigned(self) -> bool:
         try:
