@@ -14,7 +14,16 @@ import pyarrow as pa
 from ingest import sources
 from ingest.errors import ParseError, UnsupportedFormat
 from ingest.events import DEAD_LETTER_SCHEMA, FIELD_NAMES, SCHEMA, utc
-from ingest.redact import mark, redact, redact_attributes, redact_json, redact_text, scrub, secret_values
+from ingest.redact import (
+    mark,
+    redact,
+    redact_attributes,
+    redact_json,
+    redact_text,
+    screen,
+    scrub,
+    secret_values,
+)
 from ingest.sources.base import Parser
 
 # Records larger than this are dead-lettered unparsed (their first bytes kept, redacted).
@@ -139,9 +148,12 @@ def _scrub_value(v: Any, secrets: set[str]) -> Any:
 
 
 def parse_record(
-    rec: Any, raw: bytes, origin: str, fmt: str, now: dt.datetime, out: Batch
+    rec: Any, raw: bytes, origin: str, fmt: str, now: dt.datetime, out: Batch, may_hold_secret: bool = True
 ) -> None:
-    """Parse one decoded record (or envelope) into ``out``; every record lands once."""
+    """Parse one decoded record (or envelope) into ``out``; every record lands once.
+
+    ``may_hold_secret=False`` (the chunk screen, ``redact.screen``, cleared the raw text) skips redaction.
+    """
     if not isinstance(rec, Mapping):
         out.dead.append(dead_row(raw, origin, f"unsupported format: a JSON {type(rec).__name__}, not an object", now))
         return
@@ -156,7 +168,7 @@ def parse_record(
         if parts is not None:
             for i, sub in enumerate(parts):
                 sub_raw = orjson.dumps(sub, default=str)
-                parse_record(sub, sub_raw, f"{origin}#{i}", fmt, now, out)
+                parse_record(sub, sub_raw, f"{origin}#{i}", fmt, now, out, may_hold_secret)
             return
     try:
         if parser is None:
@@ -165,7 +177,7 @@ def parse_record(
         if not rows:
             raise ParseError("parser produced no event")
         text = raw.decode("utf-8", "replace")
-        raw_text = redact_json(text, rec)
+        raw_text = redact_json(text, rec) if may_hold_secret else text
         clean = raw_text is text
         if not clean:  # the record held a secret: make sure no parser copied it into a column
             secrets = secret_values(rec)
@@ -200,12 +212,15 @@ def normalize(
     out = Batch()
     if fmt != "auto":
         sources.get(fmt)  # unknown format names are a usage error, raised before reading
-    for item in items:
+    rows: list[tuple[bytes, str] | tuple[bytes, str, int]] = list(items)
+    # One vectorised screen per chunk: only records it flags go through the (slow) redaction walk.
+    flags = screen([b"" if len(r[0]) > MAX_RECORD_BYTES else r[0] for r in rows])
+    for item, may_hold_secret in zip(rows, flags, strict=True):
         raw, origin = item[0], item[1]
-        pos = item[2] if len(item) > 2 else None
+        pos = item[2] if len(item) == 3 else None
         out.read += 1
         ne, nd = len(out.events), len(out.dead)
-        _one(raw, origin, fmt, now, out)
+        _one(raw, origin, fmt, now, out, may_hold_secret)
         if pos is not None:
             for r in out.events[ne:]:
                 r["_pos"] = pos
@@ -214,7 +229,7 @@ def normalize(
     return out
 
 
-def _one(raw: bytes, origin: str, fmt: str, now: dt.datetime, out: Batch) -> None:
+def _one(raw: bytes, origin: str, fmt: str, now: dt.datetime, out: Batch, may_hold_secret: bool = True) -> None:
     if len(raw) > MAX_RECORD_BYTES:
         out.dead.append(dead_row(raw, origin, f"record too large: {len(raw)} bytes > {MAX_RECORD_BYTES}", now))
         return
@@ -223,7 +238,7 @@ def _one(raw: bytes, origin: str, fmt: str, now: dt.datetime, out: Batch) -> Non
     except orjson.JSONDecodeError as e:
         out.dead.append(dead_row(raw, origin, f"invalid JSON: {e}", now))
         return
-    parse_record(rec, raw, origin, fmt, now, out)
+    parse_record(rec, raw, origin, fmt, now, out, may_hold_secret)
 
 
 def to_tables(batch: Batch) -> tuple[pa.Table, pa.Table]:

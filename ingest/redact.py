@@ -16,6 +16,8 @@ from functools import lru_cache
 from typing import Any
 
 import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
 
 SECRET_KEYS = re.compile(
     r"(^|[_\-.])(pass(word|wd|phrase)?|secret|client_?secret|secret_?access_?key|session_?token|"
@@ -239,6 +241,43 @@ def _has_secret_key(value: Any, _depth: int = 0) -> bool:
     if t is str:
         return len(value) >= 40 and _AWS_SECRET.sub(_aws_secret, value) != value
     return False
+
+
+# --- the chunk screen ----------------------------------------------------------------------------------
+# One RE2 pass (Arrow compute, C++) over a chunk's raw records finds those that may hold a secret: a
+# superset of everything ``redact_json`` would change. The rest skip the per-record Python checks.
+# Soundness: the patterns match raw JSON text, so records whose text differs from their decoded strings
+# (any backslash escape) or that need Unicode-aware matching (any non-ASCII byte) are always flagged.
+_B64 = "A-Za-z0-9/+="
+_SCREEN = "|".join(f"(?:{p})" for p in (
+    r"\\",                                   # any escape: decoded text differs from the raw text
+    # a member named like a secret (SECRET_KEYS end in one of these words; camelCase included)
+    r'"[^"]*(?i:pass|passwd|password|passphrase|pwd|secret|token|bearer|authorization|key|credential|'
+    r'credentials|cookie|jwt|pem|assertion|verifier|otp)"\s*:',
+    r'"stringData"', r'"kind"\s*:\s*"Secret"',  # secret containers
+    r"PRIVATE KEY", r"eyJ", r"(?i:bearer|basic)", r"gh[pousr]_", r"xox[baprs]-", r"hvs\.", r"ya29\.",
+    r"IQoJ|FwoG|FQoG",                          # PEM, JWT, auth headers, GitHub/Slack/Vault/Google, STS
+    r"://[^/\s:@\"]+:[^/\s@\"]+@",            # URL with a password
+    r"[?&#](?i:access_token|id_token|refresh_token|token|code|client_secret|password|passwd|pwd|api_key|"
+    r"apikey|key|sig|signature|x-amz-security-token|x-amz-signature|assertion)=",
+    r"(?i:pass|passwd|password|passphrase|pwd|secret|token|key)\"?\s*[=:]",  # key=value pairs in free text
+    r'"[{\[]',                                 # a string that is itself a JSON document
+    rf"(?:^|[^{_B64}])[{_B64}]{{40}}(?:[^{_B64}]|$)",  # AWS secret access key shape
+))
+
+
+def screen(raws: list[bytes]) -> list[bool]:
+    """Per raw record: may it hold a secret? ``False`` is a guarantee that ``redact_json`` changes nothing."""
+    # non-ASCII needs Unicode-aware matching; deep nesting (> 64 levels) is cut by ``redact``
+    flags = [not r.isascii() or r.count(b"{") + r.count(b"[") > 64 for r in raws]
+    ascii_idx = [i for i, f in enumerate(flags) if not f]
+    if not ascii_idx:
+        return flags
+    arr = pa.array([raws[i] for i in ascii_idx], pa.binary()).cast(pa.string())
+    hits = pc.match_substring_regex(arr, _SCREEN).to_pylist()
+    for i, h in zip(ascii_idx, hits, strict=True):
+        flags[i] = bool(h)
+    return flags
 
 
 def redact_json(text: str, value: Any) -> str:
