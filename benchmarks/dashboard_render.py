@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,6 +27,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from tests.conftest import IDLE_JS, free_port  # noqa: E402  (the browser tests' idle check, shared)
+
 CHROMIUM = Path("/usr/bin/chromium")
 PAGES = [  # (url path, heading that proves the page is there)
     ("", "Overview"),
@@ -36,27 +40,14 @@ PAGES = [  # (url path, heading that proves the page is there)
     ("investigate", "Investigate"),
     ("coverage", "NHI inventory & framework coverage"),
 ]
-IDLE_JS = """() => {
-  const busy = document.querySelector('[data-testid="stStatusWidgetRunningIcon"], [data-testid^="stSkeleton"],'
-    + ' [data-testid="stAppSkeleton"], [data-stale="true"]');
-  const now = performance.now();
-  if (busy) { window.__dpIdleSince = null; return false; }
-  window.__dpIdleSince = window.__dpIdleSince || now;
-  return now - window.__dpIdleSince > 700;
-}"""
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager
 def _server(lake: Path, log: Path) -> Iterator[str]:
     from analytics.serve import start_dashboard
 
-    port = _free_port()
+    port = free_port()
     with open(log, "ab") as out:
         proc = start_dashboard(lake, port=port, address="127.0.0.1", stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
