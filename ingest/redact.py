@@ -203,6 +203,10 @@ def _text_may_hold_secret_value(text: str) -> bool:
         return True
     if "=" in text and _URL_SECRET_PARAM.search(text):
         return True
+    if "IQoJ" in text or "FwoG" in text or "FQoG" in text:  # STS session tokens
+        return True
+    if _KV_SECRET.search(text) or _KV_CAMEL.search(text):  # password=..., userPassword: ... in free text
+        return True
     # a string value that is itself a JSON document
     return '"{' in text or '"[' in text
 
