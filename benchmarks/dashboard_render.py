@@ -16,21 +16,16 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 import urllib.parse
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.conftest import IDLE_JS, free_port  # noqa: E402  (the browser tests' idle check, shared)
+from tests.conftest import IDLE_JS, dashboard_server  # noqa: E402  (the browser tests' server and idle check)
 
 CHROMIUM = Path("/usr/bin/chromium")
 PAGES = [  # (url path, heading that proves the page is there)
@@ -41,34 +36,6 @@ PAGES = [  # (url path, heading that proves the page is there)
     ("coverage", "NHI inventory & framework coverage"),
 ]
 
-
-
-@contextmanager
-def _server(lake: Path, log: Path) -> Iterator[str]:
-    from analytics.serve import start_dashboard
-
-    port = free_port()
-    with open(log, "ab") as out:
-        proc = start_dashboard(lake, port=port, address="127.0.0.1", stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if urllib.request.urlopen(url + "/_stcore/health", timeout=2).read() == b"ok":
-                break
-        except OSError:
-            if time.monotonic() > deadline:
-                proc.kill()
-                raise SystemExit(f"dashboard did not come up; see {log}") from None
-            time.sleep(0.3)
-    try:
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def _busiest(lake: Path) -> str:
@@ -102,12 +69,12 @@ def measure(lake: Path, identity: str, repeat: int, timeout_s: float) -> dict[st
                                args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
         for r in range(repeat):
             for _, h in PAGES:
-                with _server(lake, log) as url:
+                with dashboard_server(lake, log) as url:
                     ctx = b.new_context(viewport={"width": 1440, "height": 1700})
                     cold[h].append(_open(ctx.new_page(), f"{url}/{urls[h]}", h, timeout_s * 1000))
                     ctx.close()
                 print(f"run {r + 1}: {h}: cold {cold[h][-1]:.2f} s", file=sys.stderr)
-            with _server(lake, log) as url:
+            with dashboard_server(lake, log) as url:
                 ctx = b.new_context(viewport={"width": 1440, "height": 1700})
                 page = ctx.new_page()
                 for _, h in PAGES:
