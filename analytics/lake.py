@@ -11,10 +11,14 @@ credential ids at the scan); the view is ``<view>_for(NULL)``, i.e. every creden
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
+import logging
 import os
 import re
+import shutil
 import tempfile
+import uuid
 import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -107,7 +111,10 @@ def connect(lake_dir: str | Path, memory_limit: str = "2GB", threads: int | None
     """An in-memory DuckDB connection with the analytics views over the lake's current snapshot."""
     con = duckdb.connect(config={"memory_limit": memory_limit, **({"threads": threads} if threads else {})})
     con.execute("SET TimeZone = 'UTC'")
-    files = Lake(lake_dir).files("events")
+    table = Lake(lake_dir).events_table()
+    # File list and version from one snapshot: the mart cache is keyed by the version the views read.
+    files = list(table.file_uris()) if table is not None else []
+    _SNAPSHOT[con] = (Path(lake_dir), table.version() if table is not None else -1)
     if files:
         groups = _by_schema(con, files)
         # One scan per distinct file schema, united by name: `union_by_name` would re-read every footer at
@@ -161,6 +168,62 @@ ORDER BY actor, credential_id
 
 
 _MATERIALIZED: weakref.WeakSet[duckdb.DuckDBPyConnection] = weakref.WeakSet()
+_SNAPSHOT: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, tuple[Path, int]] = weakref.WeakKeyDictionary()
+MART_TABLES: tuple[str, ...] = ("mat_credentials", "mat_policy_versions", "credential_actors")
+MART_CACHE = "marts"  # under the lake directory: <lake>/marts/v<events version>-<SQL fingerprint>/<table>.parquet
+log = logging.getLogger(__name__)
+
+
+def _mart_fingerprint() -> str:
+    """Changes whenever the SQL that defines the marts changes, so an upgraded install never reads old rows."""
+    text = "\n".join([*(view_sql(v) for v in VIEWS), _CREDENTIAL_ACTORS, *MART_TABLES])
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def mart_cache_dir(con: duckdb.DuckDBPyConnection) -> Path | None:
+    """Where this connection's snapshot keeps its computed marts (None: an empty lake has nothing to cache)."""
+    snap = _SNAPSHOT.get(con)
+    if snap is None or snap[1] < 0:
+        return None
+    return snap[0] / MART_CACHE / f"v{snap[1]:012d}-{_mart_fingerprint()}"
+
+
+def _load_marts(con: duckdb.DuckDBPyConnection, cache: Path) -> bool:
+    """Load the snapshot's marts from the cache; False (nothing loaded) if it is absent or unreadable."""
+    if not (cache / "COMPLETE").is_file():
+        return False
+    try:
+        for name in MART_TABLES:
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM read_parquet($p)",  # noqa: S608
+                        {"p": str(cache / f"{name}.parquet")})
+    except (duckdb.Error, OSError) as e:  # e.g. removed by a newer snapshot's writer while we read it
+        log.info("mart cache %s unreadable (%s); computing the marts", cache, e)
+        return False
+    return True
+
+
+def _save_marts(con: duckdb.DuckDBPyConnection, cache: Path) -> None:
+    """Write the marts for the next connection on this snapshot; keep only the newest snapshot's cache.
+
+    Best effort: a read-only lake, a full disk or a concurrent writer only cost the next caller a recompute.
+    The directory appears complete or not at all (written aside, then renamed).
+    """
+    tmp = cache.parent / f".{cache.name}.{uuid.uuid4().hex[:8]}"
+    try:
+        tmp.mkdir(parents=True)
+        for name in MART_TABLES:
+            con.table(name).write_parquet(str(tmp / f"{name}.parquet"), compression="zstd")
+        (tmp / "COMPLETE").write_text("")
+        try:
+            tmp.rename(cache)
+        except OSError:  # another process wrote it first: same rows
+            shutil.rmtree(tmp, ignore_errors=True)
+        for old in cache.parent.iterdir():
+            if old.name.startswith("v") and old.name < cache.name:
+                shutil.rmtree(old, ignore_errors=True)
+    except (duckdb.Error, OSError) as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        log.info("could not cache the marts in %s (%s); the next connection recomputes them", cache, e)
 _INDEXED: weakref.WeakSet[duckdb.DuckDBPyConnection] = weakref.WeakSet()
 
 
@@ -174,14 +237,42 @@ def materialize(con: duckdb.DuckDBPyConnection) -> None:
     """
     if con in _MATERIALIZED:
         return
-    con.execute("CREATE OR REPLACE TEMP TABLE mat_credentials AS SELECT * FROM credentials ORDER BY holder, credential_id")
+    cache = mart_cache_dir(con)
+    if cache is None or not _load_marts(con, cache):
+        _compute_marts(con)
+        if cache is not None:
+            _save_marts(con, cache)
     # Temp objects shadow the catalog's in this connection only (a cursor keeps the lazy views).
     con.execute("CREATE OR REPLACE TEMP MACRO credentials_for(ids) AS TABLE "
                 "SELECT * FROM mat_credentials WHERE ids IS NULL OR credential_id IN (SELECT unnest(ids))")
-    con.execute("CREATE OR REPLACE TEMP TABLE mat_policy_versions AS SELECT * FROM policy_versions")
     con.execute("CREATE OR REPLACE TEMP VIEW policy_versions AS SELECT * FROM mat_policy_versions")
-    con.execute(f"CREATE OR REPLACE TEMP TABLE credential_actors AS {_CREDENTIAL_ACTORS}")  # noqa: S608 (constant)
     _MATERIALIZED.add(con)
+
+
+def _compute_marts(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("CREATE OR REPLACE TEMP TABLE mat_credentials AS SELECT * FROM credentials ORDER BY holder, credential_id")
+    con.execute("CREATE OR REPLACE TEMP TABLE mat_policy_versions AS SELECT * FROM policy_versions")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE credential_actors AS {_CREDENTIAL_ACTORS}")  # noqa: S608 (constant)
+
+
+# Intermediates that several detectors read: each is computed once per connection, when a query first names it.
+SHARED: tuple[str, ...] = ("int_credential_issued", "int_credential_revoked")
+_SHARED: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, set[str]] = weakref.WeakKeyDictionary()
+
+
+def share(con: duckdb.DuckDBPyConnection, sql: str) -> None:
+    """Materialize, once on this connection, each ``SHARED`` view that ``sql`` reads (shadowed by a temp view).
+
+    Without it every detector reading ``int_credential_issued`` re-aggregates the whole lake's issuance records
+    (seven of the catalog do). The rows are the same; the snapshot is the connection's, so nothing goes stale.
+    """
+    done = _SHARED.setdefault(con, set())
+    for name in SHARED:
+        if name not in done and re.search(rf"\b{name}\b", sql):
+            # Names are the constants above, never input.
+            con.execute(f"CREATE OR REPLACE TEMP TABLE shared_{name} AS SELECT * FROM {name}")  # noqa: S608
+            con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM shared_{name}")  # noqa: S608
+            done.add(name)
 
 
 def index_keys(con: duckdb.DuckDBPyConnection) -> None:

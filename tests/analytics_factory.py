@@ -34,8 +34,13 @@ def ev(event_id: str, t: float, activity: str, actor: str, **kw: Any) -> dict[st
 
 def make_lake(root: Path, events: list[dict[str, Any]]) -> Path:
     """Commit the rows as one chunk into a fresh lake at ``root``."""
+    return append_events(root, events)
+
+
+def append_events(root: Path, events: list[dict[str, Any]], app_id: str = "test") -> Path:
+    """Commit the rows as one chunk of input ``app_id`` (a commit an input already made is skipped)."""
     cols = {f.name: [e.get(f.name) for e in events] for f in SCHEMA}
     tbl = pa.table(cols, schema=SCHEMA)
     dead = pa.table({f.name: [] for f in DEAD_LETTER_SCHEMA}, schema=DEAD_LETTER_SCHEMA)
-    Lake(root).commit(tbl, dead, app_id="test", last_position=1)
+    Lake(root).commit(tbl, dead, app_id=app_id, last_position=1)
     return root

@@ -11,10 +11,11 @@ import pytest
 from analytics.allowed import allowed_at
 from analytics.graphs import export_graph, identity_graph
 from analytics.inventory import inventory
-from analytics.lake import VIEWS, connect, day_files, key_days, materialize
+import analytics.lake as lake_mod
+from analytics.lake import VIEWS, connect, day_files, key_days, mart_cache_dir, materialize
 from analytics.paths import decision_path
 from ingest.errors import ConfigError
-from tests.analytics_factory import T0, at, ev, make_lake
+from tests.analytics_factory import T0, append_events, at, ev, make_lake
 
 ALICE = "alice@corp.example"
 ORCH = "spiffe://corp.example/agent/orchestrator"
@@ -257,6 +258,62 @@ def test_materialized_marts_equal_the_lazy_views(tmp_path):
     # A cursor is another context (its own time zone setting): it keeps the lazy views and gets the same rows.
     q = "SELECT * FROM credentials ORDER BY credential_id"
     assert c.cursor().execute(q).fetchall() == c.execute(q).fetchall()
+
+
+def _marts(c) -> dict[str, list[str]]:
+    return {v: sorted(map(repr, c.execute(f"SELECT * FROM {v}").fetchall()))  # noqa: S608
+            for v in ("credentials", "delegations", "policy_versions")}
+
+
+def test_mart_cache_serves_the_next_connection_on_the_same_snapshot_only(tmp_path, monkeypatch):
+    lake = make_lake(tmp_path / "lake", chain_events())
+    c1 = connect(lake)
+    lazy = _marts(c1)
+    materialize(c1)
+    cache = mart_cache_dir(c1)
+    assert cache is not None and (cache / "COMPLETE").is_file()
+
+    # A new connection on the same snapshot loads the cache: computing is not even possible here.
+    def no_compute(con):
+        raise AssertionError("the marts were recomputed although the snapshot's cache exists")
+
+    monkeypatch.setattr(lake_mod, "_compute_marts", no_compute)
+    c2 = connect(lake)
+    assert mart_cache_dir(c2) == cache
+    materialize(c2)
+    assert _marts(c2) == lazy
+    monkeypatch.undo()
+
+    # A commit makes a new snapshot: its marts are computed (the new credential is there) and the old cache goes.
+    late = [ev("keycloak:late", 50, "token.issued", ALICE, actor_type="human", credential_id="jti-late",
+               credential_type=TOK, credential_expires_at=at(4000))]
+    append_events(lake, late, app_id="late")
+    c3 = connect(lake)
+    assert mart_cache_dir(c3) != cache
+    materialize(c3)
+    assert c3.execute("SELECT count(*) FROM credentials WHERE credential_id = 'jti-late'").fetchone()[0] == 1
+    assert _marts(c3) == _marts(connect(lake))  # a connection that has not materialized: the lazy views
+    assert not cache.exists() and (mart_cache_dir(c3) / "COMPLETE").is_file()
+
+
+def test_mart_cache_that_cannot_be_written_or_read_only_costs_a_recompute(tmp_path, monkeypatch):
+    lake = make_lake(tmp_path / "lake", chain_events())
+    c1 = connect(lake)
+    lazy = _marts(c1)
+
+    def read_only(*_a, **_k):
+        raise PermissionError("read-only file system")
+
+    monkeypatch.setattr(lake_mod.Path, "mkdir", read_only)
+    materialize(c1)  # no error: the marts are in memory, just not cached
+    assert _marts(c1) == lazy and not (lake / "marts").exists()
+    monkeypatch.undo()
+
+    materialize(c2 := connect(lake))
+    cache = mart_cache_dir(c2)
+    (cache / "mat_credentials.parquet").write_bytes(b"not parquet")  # damaged: recomputed, not trusted
+    materialize(c3 := connect(lake))
+    assert _marts(c3) == lazy
 
 
 def test_key_index_and_day_macros_find_what_the_views_find(tmp_path):

@@ -16,6 +16,8 @@ from typing import Any
 
 import duckdb
 
+from analytics.lake import share
+
 SEVERITIES = ("low", "medium", "high", "critical")
 
 # OWASP Non-Human Identities Top 10 (2025).
@@ -165,6 +167,7 @@ class Context:
 
     def rows(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         """Run parameterised SQL; rows as dicts."""
+        share(self.con, sql)
         cur = self.con.execute(sql, dict(params or {}))
         cols = [d[0] for d in cur.description]
         return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]

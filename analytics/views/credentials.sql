@@ -1,7 +1,9 @@
 -- mart: one row per credential, its lifecycle from issuance (or first sighting) to expiry or revocation.
--- Left joins from the id union (not a full outer join) so `WHERE credential_id = $id` reaches every scan.
-WITH all_ids AS (SELECT credential_id FROM int_credential_issued_for(ids)
-             UNION SELECT credential_id FROM int_credential_used_for(ids))
+-- Restrict with `credentials_for(ids)` (the scans filter on the id list): the two intermediates are
+-- materialized once each here, so a `WHERE credential_id = ...` on the view itself does not reach the scans.
+WITH i AS MATERIALIZED (SELECT * FROM int_credential_issued_for(ids)),
+     u AS MATERIALIZED (SELECT * FROM int_credential_used_for(ids)),
+     all_ids AS (SELECT credential_id FROM i UNION SELECT credential_id FROM u)
 SELECT
     credential_id,
     coalesce(i.credential_type, u.credential_type) AS credential_type,
@@ -28,6 +30,6 @@ SELECT
     r.revoke_event_id,
     i.issuer
 FROM all_ids
-LEFT JOIN int_credential_issued_for(ids) i USING (credential_id)
-LEFT JOIN int_credential_used_for(ids) u USING (credential_id)
+LEFT JOIN i USING (credential_id)
+LEFT JOIN u USING (credential_id)
 LEFT JOIN int_credential_revoked_for(ids) r USING (credential_id)

@@ -1,27 +1,38 @@
 -- intermediate: the first issuance record of each credential (login session, token, exchange, refresh, SVID, role session)
--- `first` orders by (time, event_id), so ties pick one record for every column
+-- One arg_min over the whole record, keyed by (time, event_id): every column comes from the same record (ties
+-- included), and one struct aggregate is ~4x faster than one arg_min per column (10M events: 9 s vs 37 s).
+WITH first AS (
+    SELECT credential_id, min(time) AS issued_at,
+           arg_min({'event_id': event_id, 'activity': activity, 'credential_type': credential_type,
+                    'credential_parent_id': credential_parent_id, 'actor_id': actor_id, 'actor_type': actor_type,
+                    'target_id': target_id, 'on_behalf_of': on_behalf_of, 'delegation_chain': delegation_chain,
+                    'scope': scope, 'credential_expires_at': credential_expires_at, 'task_id': task_id,
+                    'src_workload': src_workload, 'source': source},
+                   {'t': time, 'e': event_id}) AS r
+    FROM events
+    WHERE credential_id IS NOT NULL AND (ids IS NULL OR list_contains(ids, credential_id))
+      AND activity IN ('session.started', 'token.issued', 'token.exchanged', 'token.refreshed', 'svid.minted', 'role.assumed')
+      AND coalesce(outcome, 'success') <> 'failure'
+    GROUP BY credential_id
+)
 SELECT
     credential_id,
-    min(time) AS issued_at,
-    arg_min(event_id, first) AS issue_event_id,
-    arg_min(activity, first) AS issue_activity,
-    arg_min(credential_type, first) AS credential_type,
-    arg_min(credential_parent_id, first) AS parent_id,
+    issued_at,
+    r.event_id AS issue_event_id,
+    r.activity AS issue_activity,
+    r.credential_type AS credential_type,
+    r.credential_parent_id AS parent_id,
     -- a role session belongs to the role it assumed; every other credential to the actor it was issued to
-    arg_min(CASE WHEN activity = 'role.assumed' THEN coalesce(target_id, actor_id) ELSE actor_id END, first) AS holder,
-    arg_min(CASE WHEN activity = 'role.assumed' THEN 'role' ELSE actor_type END, first) AS holder_type,
-    arg_min(actor_id, first) AS requested_by,
+    CASE WHEN r.activity = 'role.assumed' THEN coalesce(r.target_id, r.actor_id) ELSE r.actor_id END AS holder,
+    CASE WHEN r.activity = 'role.assumed' THEN 'role' ELSE r.actor_type END AS holder_type,
+    r.actor_id AS requested_by,
     -- the record's own target (subject, audience or assumed role), else its actor: whom the issuer named
-    arg_min(coalesce(target_id, actor_id), first) AS issue_target,
-    arg_min(on_behalf_of, first) AS on_behalf_of,
-    arg_min(delegation_chain, first) AS delegation_chain,
-    arg_min(scope, first) AS scope,
-    arg_min(credential_expires_at, first) AS expires_at,
-    arg_min(task_id, first) AS task_id,
-    arg_min(src_workload, first) AS issued_to_workload,
-    arg_min(source, first) AS issuer
-FROM (SELECT *, {'t': time, 'e': event_id} AS first FROM events)
-WHERE credential_id IS NOT NULL AND (ids IS NULL OR list_contains(ids, credential_id))
-  AND activity IN ('session.started', 'token.issued', 'token.exchanged', 'token.refreshed', 'svid.minted', 'role.assumed')
-  AND coalesce(outcome, 'success') <> 'failure'
-GROUP BY credential_id
+    coalesce(r.target_id, r.actor_id) AS issue_target,
+    r.on_behalf_of AS on_behalf_of,
+    r.delegation_chain AS delegation_chain,
+    r.scope AS scope,
+    r.credential_expires_at AS expires_at,
+    r.task_id AS task_id,
+    r.src_workload AS issued_to_workload,
+    r.source AS issuer
+FROM first

@@ -1,33 +1,42 @@
 -- intermediate: how each credential was used (every event presenting it that neither issues nor revokes it)
-WITH per_origin AS (
+-- The first use's columns are taken with one struct arg_min by time (one aggregate instead of one per column).
+WITH per_origin AS MATERIALIZED (
     SELECT credential_id, src_workload, src_ip, count(*) AS uses, min(time) AS first_use, max(time) AS last_use,
            max(credential_expires_at) AS seen_expires_at,
-           arg_min(actor_id, time) AS actor_id, arg_min(actor_type, time) AS actor_type,
-           arg_min(credential_type, time) AS credential_type,
-           arg_min(on_behalf_of, time) AS on_behalf_of, arg_min(delegation_chain, time) AS delegation_chain,
-           arg_min(scope, time) AS scope, arg_min(task_id, time) AS task_id
+           arg_min({'actor_id': actor_id, 'actor_type': actor_type, 'credential_type': credential_type,
+                    'on_behalf_of': on_behalf_of, 'delegation_chain': delegation_chain, 'scope': scope,
+                    'task_id': task_id}, time) AS r
     FROM events
     WHERE credential_id IS NOT NULL AND (ids IS NULL OR list_contains(ids, credential_id))
       AND activity NOT IN ('session.started', 'token.issued', 'token.exchanged', 'token.refreshed', 'svid.minted',
                            'role.assumed', 'token.revoked', 'secret.revoked', 'session.ended', 'request')
     GROUP BY credential_id, src_workload, src_ip
+), per_credential AS (
+    SELECT
+        credential_id,
+        sum(uses)::BIGINT AS uses,
+        min(first_use) AS first_use,
+        max(last_use) AS last_use,
+        max(seen_expires_at) AS seen_expires_at,
+        -- the origin of the first use; its record is joined back below (cheaper than arg_min over the record)
+        arg_min({'w': src_workload, 'i': src_ip}, first_use) AS first_origin,
+        list({'workload': src_workload, 'ip': src_ip, 'uses': uses} ORDER BY uses DESC, src_workload, src_ip)
+            AS uses_by_origin,
+        count(DISTINCT src_workload)::BIGINT AS workloads,
+        count(DISTINCT src_ip)::BIGINT AS ips
+    FROM per_origin
+    GROUP BY credential_id
 )
 SELECT
-    credential_id,
-    sum(uses)::BIGINT AS uses,
-    min(first_use) AS first_use,
-    max(last_use) AS last_use,
-    max(seen_expires_at) AS seen_expires_at,
-    arg_min(actor_id, first_use) AS used_by,
-    arg_min(actor_type, first_use) AS used_by_type,
-    arg_min(credential_type, first_use) AS credential_type,
-    arg_min(on_behalf_of, first_use) AS on_behalf_of,
-    arg_min(delegation_chain, first_use) AS delegation_chain,
-    arg_min(scope, first_use) AS scope,
-    arg_min(task_id, first_use) AS task_id,
-    list({'workload': src_workload, 'ip': src_ip, 'uses': uses} ORDER BY uses DESC, src_workload, src_ip)
-        AS uses_by_origin,
-    count(DISTINCT src_workload)::BIGINT AS workloads,
-    count(DISTINCT src_ip)::BIGINT AS ips
-FROM per_origin
-GROUP BY credential_id
+    c.credential_id, c.uses, c.first_use, c.last_use, c.seen_expires_at,
+    o.r.actor_id AS used_by,
+    o.r.actor_type AS used_by_type,
+    o.r.credential_type AS credential_type,
+    o.r.on_behalf_of AS on_behalf_of,
+    o.r.delegation_chain AS delegation_chain,
+    o.r.scope AS scope,
+    o.r.task_id AS task_id,
+    c.uses_by_origin, c.workloads, c.ips
+FROM per_credential c
+JOIN per_origin o ON o.credential_id = c.credential_id
+    AND o.src_workload IS NOT DISTINCT FROM c.first_origin.w AND o.src_ip IS NOT DISTINCT FROM c.first_origin.i
