@@ -24,9 +24,11 @@ _SQL = """
 SELECT event_id, time, credential_id, credential_parent_id, target_id, actor_id FROM events
 WHERE activity = 'role.assumed' AND credential_id IS NOT NULL
 """
+# The final sessions' API calls, for all findings in one query (one query per finding scanned the lake each time).
 _USES = """
-SELECT event_id, time FROM events WHERE credential_id = $c AND category = 'api_activity'
-  AND activity <> 'role.assumed' ORDER BY time
+SELECT credential_id AS k, event_id, time FROM events
+WHERE credential_id IN (SELECT unnest($keys)) AND category = 'api_activity' AND activity <> 'role.assumed'
+ORDER BY time, event_id
 """
 
 
@@ -42,7 +44,7 @@ def detect(ctx: Context) -> list[Finding]:
         if r["credential_parent_id"]:
             g.add_edge(r["credential_parent_id"], r["credential_id"])
     min_hops = int(ctx.p(DETECTION, "min_hops"))
-    out = []
+    chains = []
     for key, n in g.nodes(data=True):
         if "event_id" not in n or not privileged(n["target_id"]) or not (ctx.since <= n["time"] <= ctx.until):
             continue
@@ -53,9 +55,12 @@ def detect(ctx: Context) -> list[Finding]:
                 break
             chain.append(preds[0])
         hops = [g.nodes[c] for c in reversed(chain) if "event_id" in g.nodes[c]]
-        if len(hops) < min_hops:
-            continue
-        uses = ctx.rows(_USES, {"c": key})
+        if len(hops) >= min_hops:
+            chains.append((key, n, hops))
+    uses_of = ctx.lookup(_USES, [key for key, _n, _h in chains])
+    out = []
+    for key, n, hops in chains:
+        uses = uses_of.get(key, [])
         roles = " → ".join((h["target_id"] or "?").rpartition("/")[2] for h in hops)
         out.append(make(
             DETECTION, (n["event_id"],), [hops[0]["actor_id"], *(h["target_id"] for h in hops)],
