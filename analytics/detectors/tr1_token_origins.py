@@ -20,7 +20,17 @@ DETECTION = Detection(
     thresholds=(Threshold("min_origins", 2, "origins", "distinct origins that make a use suspicious"),),
 )
 
-_SQL = """
+# Two passes: a cheap count finds the credentials with several origins, then only their uses are listed
+# (listing every credential's uses before HAVING filtered them: 24–28 s instead of 6.6 s at 10M events).
+_USES = """credential_id IS NOT NULL AND category IN ('tool_call', 'authorization', 'api_activity')
+  AND activity NOT IN ('token.issued', 'token.exchanged', 'token.refreshed', 'svid.minted', 'role.assumed')"""
+_SQL = f"""
+WITH hits AS (
+    SELECT credential_id FROM events WHERE {_USES}
+    GROUP BY credential_id
+    HAVING count(DISTINCT coalesce(src_workload, src_ip)) >= $min_origins
+       AND max(time) >= $since AND min(time) <= $until
+)
 SELECT credential_id, list(event_id ORDER BY time) AS ids, list(time ORDER BY time) AS times,
        list(DISTINCT coalesce(src_workload, src_ip)) AS origins,
        list(DISTINCT src_workload) FILTER (WHERE src_workload IS NOT NULL) AS workloads,
@@ -28,13 +38,10 @@ SELECT credential_id, list(event_id ORDER BY time) AS ids, list(time ORDER BY ti
        list(DISTINCT user_agent) FILTER (WHERE user_agent IS NOT NULL) AS uas,
        list(DISTINCT actor_id) FILTER (WHERE actor_id IS NOT NULL) AS actors,
        max(time) AS last_use
-FROM events
-WHERE credential_id IS NOT NULL AND category IN ('tool_call', 'authorization', 'api_activity')
-  AND activity NOT IN ('token.issued', 'token.exchanged', 'token.refreshed', 'svid.minted', 'role.assumed')
+FROM events SEMI JOIN hits USING (credential_id)
+WHERE {_USES}
 GROUP BY credential_id
-HAVING count(DISTINCT coalesce(src_workload, src_ip)) >= $min_origins
-   AND max(time) >= $since AND min(time) <= $until
-"""
+"""  # noqa: S608 (constant text)
 
 
 # Entra ID issues a new uniqueTokenIdentifier on every refresh, so the reuse of a stolen refresh token or
