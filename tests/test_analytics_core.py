@@ -8,10 +8,10 @@ import json
 import networkx as nx
 import pytest
 
+import analytics.lake as lake_mod
 from analytics.allowed import allowed_at
 from analytics.graphs import export_graph, identity_graph
 from analytics.inventory import inventory
-import analytics.lake as lake_mod
 from analytics.lake import VIEWS, connect, day_files, key_days, mart_cache_dir, materialize
 from analytics.paths import decision_path
 from ingest.errors import ConfigError

@@ -113,3 +113,17 @@ def test_compact_sorts_days_without_changing_rows(scenario, tmp_path):
         assert len(day_files) == 1
         rows = duckdb.execute("SELECT actor_id, time FROM read_parquet($f)", {"f": sorted(day_files)}).fetchall()
         assert rows == sorted(rows, key=lambda r: (r[0] is None, r[0] or "", r[1]))
+
+
+def test_compact_cli_caches_the_new_snapshots_marts(scenario, tmp_path):
+    """`decisionpath compact` leaves the new snapshot's credential marts cached, unless --no-marts."""
+    lake_dir = tmp_path / "lake"
+    ingest_files([scenario], Lake(lake_dir), chunk_records=500)
+    out = orjson.loads(cli("compact", "--lake", str(lake_dir), "--json", "--no-marts").stdout)
+    assert "marts" not in out and not (lake_dir / "marts").exists()
+    out = orjson.loads(cli("compact", "--lake", str(lake_dir), "--json").stdout)
+    marts = lake_dir / "marts"
+    assert [p.name for p in marts.iterdir()] == [out["marts"].rsplit("/", 1)[1]]
+    version = Lake(lake_dir).events_table().version()
+    assert out["marts"].rsplit("/", 1)[1].startswith(f"v{version:012d}-")  # the snapshot after compaction
+    assert (marts / out["marts"].rsplit("/", 1)[1] / "COMPLETE").is_file()
