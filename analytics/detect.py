@@ -87,13 +87,28 @@ def watermarks(lake_dir: str | Path) -> dict[str, dt.datetime]:
     return out
 
 
-def _decision_path(con: duckdb.DuckDBPyConnection, event_id: str) -> dict[str, Any] | None:
+def _decision_path(con: duckdb.DuckDBPyConnection, event_id: str) -> dict[str, Any]:
     try:
         from analytics.paths import decision_path
 
         return decision_path(con, event_id).to_json()
     except Exception as e:  # noqa: BLE001 - a missing path must not lose the alert; record why
         return {"event_id": event_id, "links": [], "missing": [f"decision path unavailable: {e}"]}
+
+
+def _decision_paths(con: duckdb.DuckDBPyConnection, event_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The decision path (JSON) of each event, all built together by one ``decision_paths`` call.
+
+    Never raises: an event the batch did not build (unknown id, or the whole batch failed) is retried alone,
+    so a failure costs only the paths it affects and each alert records why its path is unavailable.
+    """
+    from analytics.paths import decision_paths
+
+    try:
+        built = {e: p.to_json() for e, p in decision_paths(con, event_ids).items()}
+    except Exception:  # noqa: BLE001 - retried one by one below, where each failure is recorded
+        built = {}
+    return {e: built[e] if e in built else _decision_path(con, e) for e in event_ids}
 
 
 def run(settings: DetectSettings) -> DetectResult:
@@ -142,11 +157,12 @@ def run(settings: DetectSettings) -> DetectResult:
         else:
             keep.append((m, f))
     have = al.existing_ids(lake_dir, [f.alert_id for _, f in keep])
+    fresh = [(m, f) for m, f in keep if f.alert_id not in have]
+    paths = _decision_paths(con, list(dict.fromkeys(f.key_event_id for _, f in fresh))) if settings.with_paths else {}
     todo = [
         al.Alert.from_finding(
-            f, m.DETECTION.title, m.DETECTION.severity, m.DETECTION.version,
-            _decision_path(con, f.key_event_id) if settings.with_paths else None, run_id, now)
-        for m, f in keep if f.alert_id not in have
+            f, m.DETECTION.title, m.DETECTION.severity, m.DETECTION.version, paths.get(f.key_event_id), run_id, now)
+        for m, f in fresh
     ]
     todo.sort(key=lambda a: (a.first_seen, a.detection, a.alert_id))
     new = al.write_alerts(lake_dir, todo)

@@ -5,18 +5,24 @@ delegation → authorization decision(s) → the action and its outcome → the 
 Links come from shared ids (credential_id/credential_parent_id, trace+span, request id, SPIFFE ID)
 and, only when no id links them, from a ±5 s time match on the credential; what cannot be found is
 listed in ``missing``, never invented.
+
+Paths are built set-wise (``decision_paths``): each step is one query for a whole batch of paths (a join of
+the day files covering all their windows with a probe of per-path ids and time bounds, passed as list
+parameters), and the lineage and downstream walks advance one level at a time for every path at once.
+``decision_path`` is a batch of one.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import weakref
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import duckdb
 
-from analytics.lake import DAY_SCAN, day_files, jsonable, key_days, rows, window_files
+from analytics.lake import DAY_SCAN, day_bounds, day_files, index_keys, jsonable, rows, window_files
 from analytics.timeparse import iso
 from ingest.errors import ConfigError
 
@@ -24,6 +30,7 @@ MATCH_WINDOW = dt.timedelta(seconds=5)
 ID_WINDOW = dt.timedelta(hours=1)  # bounds id-linked lookups in time so day/row-group stats prune
 MAX_LINEAGE = 12
 MAX_DOWNSTREAM = 200
+BATCH = 2000  # paths built together: bounds the probe lists and the days one query reads
 
 ISSUING = ("session.started", "token.issued", "token.exchanged", "token.refreshed", "svid.minted", "role.assumed")
 _LINEAGE_KIND = {"token.exchanged": "exchanged_for", "token.refreshed": "refreshed_to", "role.assumed": "role_assumed",
@@ -33,28 +40,51 @@ _COLS = """event_id, time, source, category, activity, actor_id, actor_type, on_
        src_workload, credential_id, credential_type, credential_parent_id, credential_expires_at, scope, action,
        tool, resource, decision, policy_id, policy_version, reason, outcome, task_id, trace_id, span_id,
        parent_span_id, request_id"""
+# The same columns of the joined scan `e`, in the same order: node summaries (and so the JSON) keep it.
+_E_COLS = ", ".join(f"e.{c.strip()}" for c in _COLS.split(","))
+_KEY = "path_key"
 
-_BY_ID = f"SELECT {_COLS} FROM {DAY_SCAN} WHERE event_id = $id"  # noqa: S608 (constant)
-_ISSUANCE = f"""SELECT {_COLS} FROM {DAY_SCAN}
-WHERE credential_id = $cid AND activity IN $issuing
+
+def _probe(**cols: str) -> str:
+    """A subquery of one row per probe, zipped from list parameters of the same names: ``path_key`` (the
+    probe's position) plus the typed columns. Only constant names and types go into the SQL text."""
+    typed = {_KEY: "BIGINT", **cols}
+    return "(SELECT " + ", ".join(f"unnest(CAST(${c} AS {t}[])) AS {c}" for c, t in typed.items()) + ")"
+
+
+_WINDOW = {"lo": "TIMESTAMPTZ", "hi": "TIMESTAMPTZ"}
+
+_KEY_DAYS = "SELECT day FROM key_days WHERE h IN (SELECT hash(unnest($keys)))"  # day_files dedups
+_BY_IDS = f"SELECT {_COLS} FROM {DAY_SCAN} WHERE event_id IN (SELECT unnest($ids))"  # noqa: S608 (constant)
+_ISSUANCES = f"""SELECT {_COLS} FROM {DAY_SCAN}
+WHERE credential_id IN (SELECT unnest($cids)) AND activity IN $issuing
   AND coalesce(outcome, 'success') <> 'failure'
-ORDER BY time, event_id LIMIT 1"""  # noqa: S608
+QUALIFY row_number() OVER (PARTITION BY credential_id ORDER BY time, event_id) = 1"""  # noqa: S608
 # SVID mints are few; they are copied once per connection (`path_svids`, sorted by SPIFFE ID) because a
 # "valid at t" lookup cannot be bounded in time (an SVID may never expire) and would open every earlier day.
 _SVIDS = f"""CREATE OR REPLACE TEMP TABLE path_svids AS
 SELECT {_COLS} FROM events WHERE activity = 'svid.minted' ORDER BY actor_id, time"""  # noqa: S608
-_SVID = """SELECT * FROM path_svids
-WHERE actor_id = $spiffe AND time <= $t AND (credential_expires_at IS NULL OR credential_expires_at > $t)
-ORDER BY (credential_type = 'x509_svid') DESC NULLS LAST, time DESC, event_id LIMIT 1"""
+_SVID = f"""SELECT p.path_key, s.* FROM {_probe(spiffe="VARCHAR", t="TIMESTAMPTZ")} p JOIN path_svids s
+  ON s.actor_id = p.spiffe AND s.time <= p.t AND (s.credential_expires_at IS NULL OR s.credential_expires_at > p.t)
+QUALIFY row_number() OVER (PARTITION BY p.path_key
+  ORDER BY (s.credential_type = 'x509_svid') DESC NULLS LAST, s.time DESC, s.event_id) = 1"""  # noqa: S608
 _SVIDS_BUILT: weakref.WeakSet[duckdb.DuckDBPyConnection] = weakref.WeakSet()
-_DEC_SPAN = f"""SELECT {_COLS} FROM {DAY_SCAN} WHERE activity = 'decision' AND trace_id = $trace AND span_id = $span
-  AND time >= $lo AND time <= $hi ORDER BY time, event_id"""  # noqa: S608
-_DEC_REQ = f"""SELECT {_COLS} FROM {DAY_SCAN} WHERE activity = 'decision' AND request_id = $rid
-  AND time >= $lo AND time <= $hi ORDER BY time, event_id"""  # noqa: S608
-_DEC_CRED = f"""SELECT {_COLS} FROM {DAY_SCAN} WHERE activity = 'decision' AND credential_id = $cid
-  AND time >= $lo AND time <= $hi AND coalesce(tool, action) = $key ORDER BY time, event_id"""  # noqa: S608
-_CHILDREN = f"""SELECT {_COLS} FROM {DAY_SCAN} WHERE parent_span_id = $span AND activity <> 'decision' AND (trace_id = $trace OR $trace IS NULL)
-  AND time >= $lo AND time <= $hi ORDER BY time, event_id"""  # noqa: S608
+# Window joins: each probe row carries its own [lo, hi]; the scan covers the day files of all the windows.
+_DEC_SPAN = f"""SELECT p.path_key, {_E_COLS} FROM {DAY_SCAN} e JOIN {_probe(trace="VARCHAR", span="VARCHAR", **_WINDOW)} p
+  ON e.trace_id = p.trace AND e.span_id = p.span AND e.time BETWEEN p.lo AND p.hi
+WHERE e.activity = 'decision' ORDER BY p.path_key, e.time, e.event_id"""  # noqa: S608
+_DEC_REQ = f"""SELECT p.path_key, {_E_COLS} FROM {DAY_SCAN} e JOIN {_probe(rid="VARCHAR", **_WINDOW)} p
+  ON e.request_id = p.rid AND e.time BETWEEN p.lo AND p.hi
+WHERE e.activity = 'decision' ORDER BY p.path_key, e.time, e.event_id"""  # noqa: S608
+_DEC_CRED = f"""SELECT p.path_key, {_E_COLS} FROM {DAY_SCAN} e JOIN {_probe(cid="VARCHAR", key="VARCHAR", **_WINDOW)} p
+  ON e.credential_id = p.cid AND coalesce(e.tool, e.action) = p.key AND e.time BETWEEN p.lo AND p.hi
+WHERE e.activity = 'decision' ORDER BY p.path_key, e.time, e.event_id"""  # noqa: S608
+_CHILDREN = f"""SELECT p.path_key, {_E_COLS} FROM {DAY_SCAN} e JOIN {_probe(span="VARCHAR", trace="VARCHAR", **_WINDOW)} p
+  ON e.parent_span_id = p.span AND e.time BETWEEN p.lo AND p.hi
+WHERE e.activity <> 'decision' AND (e.trace_id = p.trace OR p.trace IS NULL)
+ORDER BY p.path_key, e.time, e.event_id"""  # noqa: S608
+
+Row = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -150,14 +180,16 @@ class DecisionPath:
 
 
 class _Builder:
-    """Accumulates nodes, links and gaps while the path is walked."""
+    """Accumulates the nodes, links and gaps of one action's path while it is walked."""
 
-    def __init__(self) -> None:
+    def __init__(self, action: Row) -> None:
+        self.action = action
         self.nodes: dict[str, PathNode] = {}
         self.links: list[PathLink] = []
         self.missing: list[str] = []
+        self.node(action, "action")
 
-    def node(self, ev: dict[str, Any], role: str) -> str:
+    def node(self, ev: Row, role: str) -> str:
         self.nodes.setdefault(ev["event_id"], PathNode(ev["event_id"], role, ev))
         return str(ev["event_id"])
 
@@ -166,71 +198,139 @@ class _Builder:
         if lk not in self.links:
             self.links.append(lk)
 
-
-def _one(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any]) -> dict[str, Any] | None:
-    r = rows(con, sql, params)
-    return r[0] if r else None
-
-
-def _in_window(con: duckdb.DuckDBPyConnection, sql: str, lo: dt.datetime, hi: dt.datetime,
-               params: dict[str, Any]) -> list[dict[str, Any]]:
-    """Run a ``{DAY_SCAN}`` query over the day files of ``[lo, hi]`` only."""
-    files = window_files(con, lo, hi)
-    return rows(con, sql, {**params, "lo": lo, "hi": hi, "files": files}) if files else []
+    def path(self) -> DecisionPath:
+        return DecisionPath(self.action["event_id"], tuple(self.nodes.values()), tuple(self.links),
+                            tuple(self.missing))
 
 
-def _by_id(con: duckdb.DuckDBPyConnection, event_id: str) -> dict[str, Any] | None:
-    """One event by id, reading only the day partition(s) the event-id index names."""
-    files = day_files(con, key_days(con, event_id))
-    return _one(con, _BY_ID, {"id": event_id, "files": files}) if files else None
+# --- set-wise lookups ------------------------------------------------------------------------------------
+
+def _per_probe(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any], n: int) -> list[list[Row]]:
+    """Run a probe query over ``n`` probes; its rows grouped by ``path_key``, in query order, the key removed."""
+    out: list[list[Row]] = [[] for _ in range(n)]
+    for r in rows(con, sql, {_KEY: list(range(n)), **params}):
+        out[r.pop(_KEY)].append(r)
+    return out
 
 
-def _issuance(con: duckdb.DuckDBPyConnection, cid: str) -> dict[str, Any] | None:
-    """The first (time, event_id) successful issuance record of a credential."""
-    files = day_files(con, key_days(con, cid))
-    return _one(con, _ISSUANCE, {"cid": cid, "issuing": list(ISSUING), "files": files}) if files else None
+def _key_days(con: duckdb.DuckDBPyConnection, keys: Sequence[str]) -> list[str]:
+    """The days whose partitions may hold any of ``keys`` as an event id or credential id (one index query)."""
+    index_keys(con)
+    return [r[0] for r in con.execute(_KEY_DAYS, {"keys": list(keys)}).fetchall()]
 
 
-def _lineage(con: duckdb.DuckDBPyConnection, b: _Builder, action: dict[str, Any]) -> None:
-    """Walk credential_parent_id from the action's credential up to the root authentication."""
+def _window_files(con: duckdb.DuckDBPyConnection, windows: Iterable[tuple[dt.datetime, dt.datetime]]) -> list[str]:
+    """The day files covering the union of the windows (each distinct span of UTC days looked up once)."""
+    spans: dict[tuple[str, str], tuple[dt.datetime, dt.datetime]] = {}
+    for lo, hi in windows:
+        b = day_bounds(lo, hi)
+        spans.setdefault((b["dlo"], b["dhi"]), (lo, hi))
+    return sorted({f for lo, hi in spans.values() for f in window_files(con, lo, hi)})
+
+
+def _in_windows(con: duckdb.DuckDBPyConnection, sql: str, keys: list[dict[str, Any]], times: list[dt.datetime],
+                window: dt.timedelta) -> list[list[Row]]:
+    """Per probe (its string ids ``keys[i]`` and time ``times[i]``): the rows of a window join within
+    ±``window``, reading the day files of all the windows once."""
+    if not keys:
+        return []
+    lo = [t - window for t in times]
+    hi = [t + window for t in times]
+    files = _window_files(con, zip(lo, hi, strict=True))
+    if not files:
+        return [[] for _ in keys]
+    cols = {c: [k[c] for k in keys] for c in keys[0]}
+    return _per_probe(con, sql, {**cols, "lo": lo, "hi": hi, "files": files}, len(keys))
+
+
+def _by_ids(con: duckdb.DuckDBPyConnection, ids: Sequence[str]) -> dict[str, Row]:
+    """Events by id, reading only the day partitions the event-id index names for any of them."""
+    files = day_files(con, _key_days(con, ids)) if ids else []
+    if not files:
+        return {}
+    return {r["event_id"]: r for r in rows(con, _BY_IDS, {"ids": list(ids), "files": files})}
+
+
+def _issuances(con: duckdb.DuckDBPyConnection, cids: Iterable[str], known: dict[str, Row | None]) -> None:
+    """Add to ``known`` each credential's first (time, event_id) successful issuance record, or None."""
+    todo = sorted({c for c in cids if c not in known})
+    if not todo:
+        return
+    files = day_files(con, _key_days(con, todo))
+    got = {r["credential_id"]: r for r in rows(con, _ISSUANCES, {"cids": todo, "issuing": list(ISSUING),
+                                                                    "files": files})} if files else {}
+    known.update({c: got.get(c) for c in todo})
+
+
+# --- the steps, each over all paths of a batch -------------------------------------------------------------
+
+def _lineage(con: duckdb.DuckDBPyConnection, paths: list[_Builder], known: dict[str, Row | None]) -> None:
+    """Walk credential_parent_id from each action's credential up to its root authentication, one level of
+    every path per query."""
+    _issuances(con, (b.action["credential_id"] for b in paths if b.action.get("credential_id")), known)
+    walks: list[tuple[_Builder, Row, set[str]]] = []  # (path, credential record reached, credentials seen)
+    for b in paths:
+        issuance = _first_hop(b, known)
+        if issuance is not None:
+            walks.append((b, issuance, {b.action["credential_id"]}))
+    for _ in range(MAX_LINEAGE):
+        asks = [(b, child, seen, parent_id) for b, child, seen in walks
+                if (parent_id := _next_parent(b, child, seen)) is not None]
+        _issuances(con, (parent_id for *_, parent_id in asks), known)
+        walks = [(b, parent, seen) for b, child, seen, parent_id in asks
+                 if (parent := _parent_hop(b, child, parent_id, known)) is not None]
+        if not walks:
+            return
+
+
+def _first_hop(b: _Builder, known: dict[str, Row | None]) -> Row | None:
+    """Link the action to its credential's issuance and its delegator; the issuance, if the walk goes on."""
+    action = b.action
     cid = action.get("credential_id")
     if not cid:
         b.missing.append("the event carries no credential: no credential lineage")
         _delegation(b, None, action)  # GCP delegation chains, k8s impersonation: on the action itself
-        return
-    issuance = _issuance(con, cid)
+        return None
+    issuance = known[cid]
     if issuance is None:
         b.missing.append(f"no issuance record for credential {cid}")
         _delegation(b, None, action)
-        return
+        return None
     if issuance["event_id"] != action["event_id"]:
         b.node(issuance, "credential")
         b.link(issuance["event_id"], action["event_id"], "used_credential", "shared credential_id")
     _delegation(b, issuance, action)
-    child, seen = issuance, {cid}
-    for _ in range(MAX_LINEAGE):
-        parent_id = child.get("credential_parent_id")
-        if not parent_id:
-            if child["activity"] not in ("session.started", "svid.minted") and child.get("actor_type") == "human":
-                b.missing.append(f"no root authentication (login) found before credential {child['credential_id']}")
-            return
-        if parent_id in seen:
-            b.missing.append(f"credential lineage loops at {parent_id}")
-            return
-        seen.add(parent_id)
-        parent = _issuance(con, parent_id)
-        if parent is None:
-            b.missing.append(f"no issuance record for parent credential {parent_id} of {child['credential_id']}")
-            return
-        role = "root_authentication" if parent["activity"] == "session.started" else "credential"
-        b.node(parent, role)
-        kind = "authenticated" if parent["activity"] == "session.started" else _LINEAGE_KIND.get(
-            child["activity"], "issued")
-        b.link(parent["event_id"], child["event_id"], kind, f"credential_parent_id ({child['activity']})")
-        child = parent
+    return issuance
 
 
-def _delegation(b: _Builder, issuance: dict[str, Any] | None, action: dict[str, Any]) -> None:
+def _next_parent(b: _Builder, child: Row, seen: set[str]) -> str | None:
+    """The parent credential to look up next, or None when the walk ends here (noting why, if it is a gap)."""
+    parent_id = child.get("credential_parent_id")
+    if not parent_id:
+        if child["activity"] not in ("session.started", "svid.minted") and child.get("actor_type") == "human":
+            b.missing.append(f"no root authentication (login) found before credential {child['credential_id']}")
+        return None
+    if parent_id in seen:
+        b.missing.append(f"credential lineage loops at {parent_id}")
+        return None
+    seen.add(parent_id)
+    return str(parent_id)
+
+
+def _parent_hop(b: _Builder, child: Row, parent_id: str, known: dict[str, Row | None]) -> Row | None:
+    """Link the parent credential's issuance to the child's; the parent, or None if it has no issuance."""
+    parent = known[parent_id]
+    if parent is None:
+        b.missing.append(f"no issuance record for parent credential {parent_id} of {child['credential_id']}")
+        return None
+    role = "root_authentication" if parent["activity"] == "session.started" else "credential"
+    b.node(parent, role)
+    kind = "authenticated" if parent["activity"] == "session.started" else _LINEAGE_KIND.get(child["activity"], "issued")
+    b.link(parent["event_id"], child["event_id"], kind, f"credential_parent_id ({child['activity']})")
+    return parent
+
+
+def _delegation(b: _Builder, issuance: Row | None, action: Row) -> None:
     """On whose behalf, from the issuance's act chain / on_behalf_of, else from the action record."""
     sources = [(issuance, str(issuance["activity"]))] if issuance is not None else []
     for ev, where in (*sources, (action, "the action record")):
@@ -245,75 +345,138 @@ def _delegation(b: _Builder, issuance: dict[str, Any] | None, action: dict[str, 
             return
 
 
-def _svid(con: duckdb.DuckDBPyConnection, b: _Builder, action: dict[str, Any]) -> None:
-    """The SVID minted for the workload the request came from, valid at the time."""
-    wl = action.get("src_workload")
-    if not wl or not str(wl).startswith("spiffe://"):
+def _svids(con: duckdb.DuckDBPyConnection, paths: list[_Builder]) -> None:
+    """The SVID minted for the workload each request came from, valid at the time (one join for all)."""
+    asks = [(b, str(wl)) for b in paths if (wl := b.action.get("src_workload")) and str(wl).startswith("spiffe://")]
+    if not asks:
         return
     if con not in _SVIDS_BUILT:
         con.execute(_SVIDS)
         _SVIDS_BUILT.add(con)
-    svid = _one(con, _SVID, {"spiffe": wl, "t": action["time"]})
-    if svid is None:
-        b.missing.append(f"no SVID valid at the time for workload {wl}")
-        return
-    b.node(svid, "workload_identity")
-    b.link(svid["event_id"], action["event_id"], "workload_svid", "src_workload = SVID spiffe_id, minted ≤ t < expiry")
+    probe = {"spiffe": [wl for _, wl in asks], "t": [b.action["time"] for b, _ in asks]}
+    found = _per_probe(con, _SVID, probe, len(asks))
+    for (b, wl), svid in zip(asks, found, strict=True):
+        if not svid:
+            b.missing.append(f"no SVID valid at the time for workload {wl}")
+            continue
+        b.node(svid[0], "workload_identity")
+        b.link(svid[0]["event_id"], b.action["event_id"], "workload_svid",
+               "src_workload = SVID spiffe_id, minted ≤ t < expiry")
 
 
-def _decisions(con: duckdb.DuckDBPyConnection, b: _Builder, action: dict[str, Any]) -> None:
-    """The authorization decision(s) for this request: by trace+span, else request id, else time on credential."""
-    t = action["time"]
-    found: list[dict[str, Any]] = []
-    how = ""
-    if action.get("trace_id") and action.get("span_id"):
-        found = _in_window(con, _DEC_SPAN, t - ID_WINDOW, t + ID_WINDOW,
-                           {"trace": action["trace_id"], "span": action["span_id"]})
-        how = "shared trace_id+span_id"
-    if not found and action.get("request_id"):
-        found = _in_window(con, _DEC_REQ, t - ID_WINDOW, t + ID_WINDOW, {"rid": action["request_id"]})
-        how = "shared request_id"
-    key = action.get("tool") or action.get("action")
-    if not found and action.get("credential_id") and key:
-        found = _in_window(con, _DEC_CRED, t - MATCH_WINDOW, t + MATCH_WINDOW,
-                           {"cid": action["credential_id"], "key": key})
-        how = "time match within 5s on credential_id and action"
-    if not found:
-        b.missing.append("no authorization decision found")
-        return
-    for d in found:
-        b.node(d, "decision")
-        b.link(d["event_id"], action["event_id"], "decided", how)
+def _span_keys(a: Row) -> dict[str, Any] | None:
+    return {"trace": a["trace_id"], "span": a["span_id"]} if a.get("trace_id") and a.get("span_id") else None
 
 
-def _downstream(con: duckdb.DuckDBPyConnection, b: _Builder, action: dict[str, Any]) -> None:
-    """Actions whose parent_span_id is this action's span, recursively (other agents included)."""
-    frontier = [action]
-    while frontier and len(b.nodes) < MAX_DOWNSTREAM:
-        ev = frontier.pop(0)
+def _request_keys(a: Row) -> dict[str, Any] | None:
+    return {"rid": a["request_id"]} if a.get("request_id") else None
+
+
+def _credential_keys(a: Row) -> dict[str, Any] | None:
+    key = a.get("tool") or a.get("action")
+    return {"cid": a["credential_id"], "key": key} if a.get("credential_id") and key else None
+
+
+# How a decision is found, in order; a rule is tried for an action only if the ones before found nothing.
+_DECISION_RULES: tuple[tuple[str, Callable[[Row], dict[str, Any] | None], dt.timedelta, str], ...] = (
+    (_DEC_SPAN, _span_keys, ID_WINDOW, "shared trace_id+span_id"),
+    (_DEC_REQ, _request_keys, ID_WINDOW, "shared request_id"),
+    (_DEC_CRED, _credential_keys, MATCH_WINDOW, "time match within 5s on credential_id and action"),
+)
+
+
+def _decisions(con: duckdb.DuckDBPyConnection, paths: list[_Builder]) -> None:
+    """The authorization decision(s) of each request: by trace+span, else request id, else time on credential."""
+    found: dict[int, tuple[list[Row], str]] = {}
+    for sql, keys_of, window, how in _DECISION_RULES:
+        asks = [(i, k) for i, b in enumerate(paths) if i not in found and (k := keys_of(b.action)) is not None]
+        hits = _in_windows(con, sql, [k for _, k in asks], [paths[i].action["time"] for i, _ in asks], window)
+        found.update((i, (h, how)) for (i, _), h in zip(asks, hits, strict=True) if h)
+    for i, b in enumerate(paths):
+        if i not in found:
+            b.missing.append("no authorization decision found")
+            continue
+        decisions, how = found[i]
+        for d in decisions:
+            b.node(d, "decision")
+            b.link(d["event_id"], b.action["event_id"], "decided", how)
+
+
+_SpanKey = tuple[str, str | None, dt.datetime]
+
+
+def _span_of(ev: Row) -> _SpanKey:
+    """What an event's children are looked up by: its span, its trace (may be None) and its time."""
+    return ev["span_id"], ev.get("trace_id"), ev["time"]
+
+
+def _downstream(con: duckdb.DuckDBPyConnection, paths: list[_Builder]) -> None:
+    """Actions whose parent_span_id is an action's span, recursively (other agents included), breadth first.
+
+    Each round queries the children of one whole BFS level of every path; a path's level is then consumed
+    in queue order with the node cap checked before each parent, so the kept nodes are those a one-path
+    FIFO walk keeps.
+    """
+    frontiers = [(b, [b.action]) for b in paths]
+    while frontiers:
+        spans = list(dict.fromkeys(_span_of(ev) for _, level in frontiers for ev in level if ev.get("span_id")))
+        found = _in_windows(con, _CHILDREN, [{"span": s, "trace": t} for s, t, _ in spans],
+                            [when for *_, when in spans], ID_WINDOW)
+        kids = dict(zip(spans, found, strict=True))
+        frontiers = [(b, nxt) for b, level in frontiers if (nxt := _caused(b, level, kids))]
+
+
+def _caused(b: _Builder, level: list[Row], kids: dict[_SpanKey, list[Row]]) -> list[Row]:
+    """Add the children of one BFS level of a path; the next level ([] once the node cap is reached)."""
+    nxt: list[Row] = []
+    for ev in level:
+        if len(b.nodes) >= MAX_DOWNSTREAM:
+            return []
         if not ev.get("span_id"):
             continue
-        kids = _in_window(con, _CHILDREN, ev["time"] - ID_WINDOW, ev["time"] + ID_WINDOW,
-                          {"span": ev["span_id"], "trace": ev.get("trace_id")})
-        for k in kids:
+        how = "parent_span_id = span_id" + (" (same trace_id)" if ev.get("trace_id") else "")
+        for k in kids[_span_of(ev)]:
             if k["event_id"] in b.nodes:
                 continue
             b.node(k, "caused")
-            how = "parent_span_id = span_id" + (" (same trace_id)" if ev.get("trace_id") else "")
             b.link(ev["event_id"], k["event_id"], "caused", how)
-            frontier.append(k)
+            nxt.append(k)
+    return nxt
+
+
+# --- entry points -------------------------------------------------------------------------------------------
+
+def _build(con: duckdb.DuckDBPyConnection, actions: list[Row], known: dict[str, Row | None]) -> list[DecisionPath]:
+    """The paths of a batch of actions, step by step for all of them (the step order of a path matters: it is
+    the order of its nodes, links and gaps)."""
+    paths = [_Builder(a) for a in actions]
+    _lineage(con, paths, known)
+    _svids(con, paths)
+    _decisions(con, [b for b in paths if b.action["activity"] not in ISSUING and b.action["activity"] != "decision"])
+    _downstream(con, paths)
+    return [b.path() for b in paths]
+
+
+def decision_paths(con: duckdb.DuckDBPyConnection, event_ids: Sequence[str]) -> dict[str, DecisionPath]:
+    """The decision paths of many events (normally tool calls or API actions), built set-wise.
+
+    Each step is one query per batch of up to ``BATCH`` paths (batches are cut in time order so each reads
+    few days), never one per event; every path equals the one-event walk. Ids with no event in the lake are
+    absent from the result (``decision_path`` turns that into a ``ConfigError``). Keys follow ``event_ids``.
+    """
+    ids = list(dict.fromkeys(event_ids))
+    found = _by_ids(con, ids)
+    actions = sorted(found.values(), key=lambda e: (e["time"], e["event_id"]))
+    known: dict[str, Row | None] = {}  # issuance per credential id, shared by the batches
+    built: dict[str, DecisionPath] = {}
+    for i in range(0, len(actions), BATCH):
+        built.update((p.event_id, p) for p in _build(con, actions[i:i + BATCH], known))
+    return {e: built[e] for e in ids if e in built}
 
 
 def decision_path(con: duckdb.DuckDBPyConnection, event_id: str) -> DecisionPath:
     """Reconstruct the decision path of one event (normally a tool call or API action)."""
-    ev = _by_id(con, event_id)
-    if ev is None:
+    path = decision_paths(con, [event_id]).get(event_id)
+    if path is None:
         raise ConfigError(f"no event {event_id!r} in the lake: check the id (e.g. from `decisionpath detect --json`)")
-    b = _Builder()
-    b.node(ev, "action")
-    _lineage(con, b, ev)
-    _svid(con, b, ev)
-    if ev["activity"] not in ISSUING and ev["activity"] != "decision":
-        _decisions(con, b, ev)
-    _downstream(con, b, ev)
-    return DecisionPath(event_id, tuple(b.nodes.values()), tuple(b.links), tuple(b.missing))
+    return path
