@@ -60,3 +60,17 @@ def test_benchmark_suite_at_10k(tmp_path: Path) -> None:
     assert set(doc["agreement"]) == {f"{d}/{i}" for d in BASELINED for i in ("pandas", "duckdb")}
     assert not disagree, disagree
     assert (tmp_path / "bench" / "10k.md").is_file() and (tmp_path / "bench" / "10k.json").is_file()
+
+
+def test_detect_catalog_script_times_every_detection(scenario, tmp_path: Path, capsys) -> None:
+    from analytics.detectors import REGISTRY
+    from benchmarks.detect_catalog import main
+    from ingest.collect_files import ingest_files
+    from ingest.lake import Lake
+
+    ingest_files([scenario], Lake(tmp_path / "lake"))
+    assert main(["--lake", str(tmp_path / "lake"), "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert list(res["per_detection"]) == [m.DETECTION.id for m in REGISTRY]
+    assert res["findings"] == sum(v["findings"] for v in res["per_detection"].values()) > 0
+    assert res["peak_rss_mib"] > 0 and res["total_seconds"] >= max(v["seconds"] for v in res["per_detection"].values())

@@ -1,0 +1,57 @@
+"""The detection catalog on one lake: wall time per detection and in total, peak RSS, no lake writes.
+
+    .venv/bin/python -m benchmarks.detect_catalog --lake /tmp/l10m [--rule DP-PC-1 ...] [--json]
+
+Every detection runs over the lake's whole event range on one shared connection, in registry order, as
+``detect_findings`` does; the first detection that reads a shared intermediate pays for it (see
+docs/detections.md "Cost on 10M events"). Peak RSS is the process's own (``ru_maxrss``). Compare two trees
+side by side by running this script from each checkout on the same lake.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import time
+from typing import Any
+
+
+def measure(lake: str, rules: list[str] | None = None) -> dict[str, Any]:
+    """Seconds and finding count per detection, the total, and peak RSS in MiB."""
+    from analytics.detect import _event_range, connect
+    from analytics.detectors import BY_ID, REGISTRY
+    from analytics.detectors.base import Context
+
+    t0 = time.perf_counter()
+    con = connect(lake)
+    lo, hi = _event_range(con)
+    per: dict[str, dict[str, float]] = {}
+    if lo is not None and hi is not None:
+        for m in [BY_ID[r] for r in rules] if rules else REGISTRY:
+            t = time.perf_counter()
+            n = len(m.detect(Context(con, lo, hi, {})))
+            per[m.DETECTION.id] = {"seconds": round(time.perf_counter() - t, 2), "findings": n}
+    return {"lake": lake, "total_seconds": round(time.perf_counter() - t0, 2),
+            "findings": sum(int(v["findings"]) for v in per.values()), "per_detection": per,
+            "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.detect_catalog", description=__doc__.splitlines()[0])
+    ap.add_argument("--lake", required=True)
+    ap.add_argument("--rule", action="append", help="only these detection ids (repeatable)")
+    ap.add_argument("--json", action="store_true")
+    a = ap.parse_args(argv)
+    res = measure(a.lake, a.rule)
+    if a.json:
+        print(json.dumps(res))
+    else:
+        for k, v in res["per_detection"].items():
+            print(f"{k:9} {v['seconds']:8.2f} s  {int(v['findings']):6} findings")
+        print(f"total {res['total_seconds']:.1f} s, {res['findings']} findings, peak RSS {res['peak_rss_mib']} MiB")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
