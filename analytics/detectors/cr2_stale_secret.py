@@ -25,7 +25,8 @@ SELECT r.event_id, r.time, r.actor_id, r.resource, r.request_id,
 FROM events r
 WHERE r.activity = 'secret.read' AND r.resource IS NOT NULL AND r.time BETWEEN $since AND $until
 """
-_REQ = "SELECT request_id AS k, event_id FROM events WHERE activity = 'request' AND request_id IN (SELECT unnest($keys))"
+_REQ = ("SELECT request_id AS k, event_id FROM events WHERE activity = 'request' AND request_id IN (SELECT unnest($keys))"
+        " ORDER BY time, event_id")
 
 
 def detect(ctx: Context) -> list[Finding]:

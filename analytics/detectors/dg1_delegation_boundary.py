@@ -40,7 +40,8 @@ def detect(ctx: Context) -> list[Finding]:
     decisions = ctx.lookup(
         "SELECT m.event_id AS k, d.event_id FROM events m JOIN events d "
         "ON d.trace_id = m.trace_id AND d.span_id = m.span_id "
-        "WHERE d.activity = 'decision' AND m.event_id IN (SELECT unnest($keys))", [r["event_id"] for r in found])
+        "WHERE d.activity = 'decision' AND m.event_id IN (SELECT unnest($keys)) ORDER BY d.time, d.event_id",
+        [r["event_id"] for r in found])
     for r in found:
         why = []
         if not r["in_token"]:

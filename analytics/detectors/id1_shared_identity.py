@@ -31,8 +31,10 @@ HAVING count(DISTINCT src_workload) >= $min AND max(time) >= $since AND min(time
 def detect(ctx: Context) -> list[Finding]:
     out = []
     found = ctx.rows(_SQL, {**ctx.window(), "min": int(ctx.p(DETECTION, "min_workloads"))})
+    # Ordered, so the alert's evidence list is the same on every run (scan order is not).
     issued = ctx.lookup("SELECT issue_target AS k, issue_event_id FROM int_credential_issued "
-                        "WHERE issue_target IN (SELECT unnest($keys))", [r["actor_id"] for r in found])
+                        "WHERE issue_target IN (SELECT unnest($keys)) ORDER BY issued_at, issue_event_id",
+                        [r["actor_id"] for r in found])
     for r in found:
         wl = sorted(r["workloads"])
         creds = issued.get(r["actor_id"], [])
