@@ -150,8 +150,9 @@ def connect(lake_dir: str | Path, memory_limit: str = "2GB", threads: int | None
 # Marts that aggregate the whole lake; `materialize` computes them once per connection.
 MATERIALIZED: tuple[str, ...] = ("credentials", "policy_versions")
 
-# Who held or presented each credential (role sessions: the role) and since when, with its validity interval;
-# sorted by actor so one identity's rows are a few zonemap-pruned segments.
+# Who held or presented each credential (role sessions: the role) and since when, with the credential's
+# columns a point-in-time answer shows; sorted by actor so one identity's rows are a few zonemap-pruned
+# segments (a semi-join on credential ids scanned all of `mat_credentials` per question).
 _CREDENTIAL_ACTORS = """
 WITH a AS (
     SELECT CASE WHEN activity = 'role.assumed' THEN target_id ELSE actor_id END AS actor, credential_id,
@@ -161,7 +162,8 @@ WITH a AS (
       AND CASE WHEN activity = 'role.assumed' THEN target_id ELSE actor_id END IS NOT NULL
     GROUP BY ALL
 )
-SELECT a.*, c.issued_at, c.valid_until
+SELECT a.*, c.issued_at, c.valid_until, c.credential_type, c.holder, c.scope, c.parent_id, c.task_id, c.expires_at,
+       c.revoked_at, c.issue_event_id
 FROM a LEFT JOIN mat_credentials c USING (credential_id)
 ORDER BY actor, credential_id
 """
@@ -169,7 +171,7 @@ ORDER BY actor, credential_id
 
 _MATERIALIZED: weakref.WeakSet[duckdb.DuckDBPyConnection] = weakref.WeakSet()
 _SNAPSHOT: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, tuple[Path, int]] = weakref.WeakKeyDictionary()
-MART_TABLES: tuple[str, ...] = ("mat_credentials", "mat_policy_versions", "credential_actors")
+MART_TABLES: tuple[str, ...] = ("mat_credentials", "mat_policy_versions", "credential_actors", "mat_delegations")
 MART_CACHE = "marts"  # under the lake directory: <lake>/marts/v<events version>-<SQL fingerprint>/<table>.parquet
 log = logging.getLogger(__name__)
 
@@ -218,8 +220,10 @@ def _save_marts(con: duckdb.DuckDBPyConnection, cache: Path) -> None:
             tmp.rename(cache)
         except OSError:  # another process wrote it first: same rows
             shutil.rmtree(tmp, ignore_errors=True)
+        mine = cache.name.split("-")[0]
         for old in cache.parent.iterdir():
-            if old.name.startswith("v") and old.name < cache.name:
+            # Older snapshots, and this snapshot under other SQL; a newer snapshot's cache is another reader's.
+            if old.name.startswith("v") and old.name != cache.name and old.name.split("-")[0] <= mine:
                 shutil.rmtree(old, ignore_errors=True)
     except (duckdb.Error, OSError) as e:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -230,10 +234,10 @@ _INDEXED: weakref.WeakSet[duckdb.DuckDBPyConnection] = weakref.WeakSet()
 def materialize(con: duckdb.DuckDBPyConnection) -> None:
     """Compute the whole-lake marts once on this connection (idempotent); later queries read them from memory.
 
-    ``credentials`` (and so ``credentials_for`` / ``delegations`` / ``delegations_for``) and ``policy_versions``
-    are replaced by in-memory tables of the same rows; ``credential_actors`` lists who held or presented each
-    credential (role sessions: the role), since when, and the credential's ``issued_at`` / ``valid_until``.
-    The snapshot is the connection's, so nothing goes stale.
+    ``credentials`` (and so ``credentials_for`` / ``delegations_for``), ``delegations`` (sorted by delegate) and
+    ``policy_versions`` are replaced by in-memory tables of the same rows; ``credential_actors`` lists who held
+    or presented each credential (role sessions: the role), since when, with the credential's lifecycle columns.
+    The snapshot is the connection's, so nothing goes stale; the tables are cached per snapshot (``MART_CACHE``).
     """
     if con in _MATERIALIZED:
         return
@@ -242,16 +246,24 @@ def materialize(con: duckdb.DuckDBPyConnection) -> None:
         _compute_marts(con)
         if cache is not None:
             _save_marts(con, cache)
+    _shadow(con)
+    con.execute("CREATE OR REPLACE TEMP VIEW delegations AS SELECT * FROM mat_delegations")
+    _MATERIALIZED.add(con)
+
+
+def _shadow(con: duckdb.DuckDBPyConnection) -> None:
     # Temp objects shadow the catalog's in this connection only (a cursor keeps the lazy views).
     con.execute("CREATE OR REPLACE TEMP MACRO credentials_for(ids) AS TABLE "
                 "SELECT * FROM mat_credentials WHERE ids IS NULL OR credential_id IN (SELECT unnest(ids))")
     con.execute("CREATE OR REPLACE TEMP VIEW policy_versions AS SELECT * FROM mat_policy_versions")
-    _MATERIALIZED.add(con)
 
 
 def _compute_marts(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("CREATE OR REPLACE TEMP TABLE mat_credentials AS SELECT * FROM credentials ORDER BY holder, credential_id")
     con.execute("CREATE OR REPLACE TEMP TABLE mat_policy_versions AS SELECT * FROM policy_versions")
+    _shadow(con)  # `delegations` below reads the in-memory credentials
+    # Sorted by delegate: "delegations in force for this identity" reads a few zonemap-pruned segments.
+    con.execute("CREATE OR REPLACE TEMP TABLE mat_delegations AS SELECT * FROM delegations ORDER BY delegate, credential_id")
     con.execute(f"CREATE OR REPLACE TEMP TABLE credential_actors AS {_CREDENTIAL_ACTORS}")  # noqa: S608 (constant)
 
 

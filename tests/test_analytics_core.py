@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 
 import networkx as nx
 import pytest
@@ -294,6 +295,14 @@ def test_mart_cache_serves_the_next_connection_on_the_same_snapshot_only(tmp_pat
     assert c3.execute("SELECT count(*) FROM credentials WHERE credential_id = 'jti-late'").fetchone()[0] == 1
     assert _marts(c3) == _marts(connect(lake))  # a connection that has not materialized: the lazy views
     assert not cache.exists() and (mart_cache_dir(c3) / "COMPLETE").is_file()
+    # Marts of this snapshot under other SQL (an older install) are replaced too; a newer snapshot's are kept.
+    other = mart_cache_dir(c3).with_name(mart_cache_dir(c3).name.split("-")[0] + "-0ldsq1")
+    newer = mart_cache_dir(c3).with_name("v999999999999-" + mart_cache_dir(c3).name.split("-")[1])
+    other.mkdir()
+    newer.mkdir()
+    shutil.rmtree(mart_cache_dir(c3))
+    materialize(c4 := connect(lake))
+    assert sorted(p.name for p in (lake / "marts").iterdir()) == sorted([mart_cache_dir(c4).name, newer.name])
 
 
 def test_mart_cache_that_cannot_be_written_or_read_only_costs_a_recompute(tmp_path, monkeypatch):
