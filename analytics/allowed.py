@@ -46,21 +46,22 @@ ORDER BY time, event_id
 """
 
 # Credentials held (role sessions: by the role) or presented by the identity at or before t.
-_MINE = "SELECT credential_id FROM credential_actors WHERE actor = $identity AND first_time <= $t"
+_MINE = ("SELECT credential_id FROM credential_actors WHERE actor_h = hash($identity) AND actor = $identity"
+         " AND first_time <= $t")
 
 # `credential_actors` carries the credential's columns, one row per (actor, credential), read by actor.
 _CREDENTIALS = """
 SELECT credential_id, credential_type, holder, scope, parent_id, task_id, issued_at, expires_at, revoked_at,
        issue_event_id
 FROM credential_actors
-WHERE actor = $identity AND first_time <= $t AND issued_at <= $t AND (valid_until IS NULL OR $t < valid_until)
+WHERE actor_h = hash($identity) AND actor = $identity AND first_time <= $t AND issued_at <= $t AND (valid_until IS NULL OR $t < valid_until)
 ORDER BY issued_at, credential_id
 """
 
 _DELEGATIONS = f"""
 SELECT delegator, delegation_chain, delegated_scope, credential_id, task_id, valid_from, valid_until, how
-FROM delegations
-WHERE delegate = $identity AND credential_id IN ({_MINE})
+FROM mat_delegations
+WHERE delegate_h = hash($identity) AND delegate = $identity AND credential_id IN ({_MINE})
   AND valid_from <= $t AND (valid_until IS NULL OR $t < valid_until)
 ORDER BY valid_from, credential_id
 """  # noqa: S608

@@ -151,8 +151,9 @@ def connect(lake_dir: str | Path, memory_limit: str = "2GB", threads: int | None
 MATERIALIZED: tuple[str, ...] = ("credentials", "policy_versions")
 
 # Who held or presented each credential (role sessions: the role) and since when, with the credential's
-# columns a point-in-time answer shows; sorted by actor so one identity's rows are a few zonemap-pruned
-# segments (a semi-join on credential ids scanned all of `mat_credentials` per question).
+# columns a point-in-time answer shows (a semi-join on credential ids scanned all of `mat_credentials` per
+# question). Sorted by `actor_h = hash(actor)`: a filter `actor_h = hash($id) AND actor = $id` reads one
+# zonemap segment, where string statistics (8-byte prefixes: every SPIFFE ID starts alike) prune nothing.
 _CREDENTIAL_ACTORS = """
 WITH a AS (
     SELECT CASE WHEN activity = 'role.assumed' THEN target_id ELSE actor_id END AS actor, credential_id,
@@ -162,10 +163,10 @@ WITH a AS (
       AND CASE WHEN activity = 'role.assumed' THEN target_id ELSE actor_id END IS NOT NULL
     GROUP BY ALL
 )
-SELECT a.*, c.issued_at, c.valid_until, c.credential_type, c.holder, c.scope, c.parent_id, c.task_id, c.expires_at,
-       c.revoked_at, c.issue_event_id
+SELECT hash(a.actor) AS actor_h, a.*, c.issued_at, c.valid_until, c.credential_type, c.holder, c.scope, c.parent_id,
+       c.task_id, c.expires_at, c.revoked_at, c.issue_event_id
 FROM a LEFT JOIN mat_credentials c USING (credential_id)
-ORDER BY actor, credential_id
+ORDER BY actor_h, actor, credential_id
 """
 
 
@@ -177,8 +178,11 @@ log = logging.getLogger(__name__)
 
 
 def _mart_fingerprint() -> str:
-    """Changes whenever the SQL that defines the marts changes, so an upgraded install never reads old rows."""
-    text = "\n".join([*(view_sql(v) for v in VIEWS), _CREDENTIAL_ACTORS, *MART_TABLES])
+    """Changes whenever the SQL that defines the marts changes, so an upgraded install never reads old rows.
+
+    DuckDB's version is part of it: the cached ``actor_h`` / ``delegate_h`` are its ``hash()`` values.
+    """
+    text = "\n".join([*(view_sql(v) for v in VIEWS), _CREDENTIAL_ACTORS, *MART_TABLES, duckdb.__version__])
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -247,7 +251,7 @@ def materialize(con: duckdb.DuckDBPyConnection) -> None:
         if cache is not None:
             _save_marts(con, cache)
     _shadow(con)
-    con.execute("CREATE OR REPLACE TEMP VIEW delegations AS SELECT * FROM mat_delegations")
+    con.execute("CREATE OR REPLACE TEMP VIEW delegations AS SELECT * EXCLUDE (delegate_h) FROM mat_delegations")
     _MATERIALIZED.add(con)
 
 
@@ -262,8 +266,9 @@ def _compute_marts(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("CREATE OR REPLACE TEMP TABLE mat_credentials AS SELECT * FROM credentials ORDER BY holder, credential_id")
     con.execute("CREATE OR REPLACE TEMP TABLE mat_policy_versions AS SELECT * FROM policy_versions")
     _shadow(con)  # `delegations` below reads the in-memory credentials
-    # Sorted by delegate: "delegations in force for this identity" reads a few zonemap-pruned segments.
-    con.execute("CREATE OR REPLACE TEMP TABLE mat_delegations AS SELECT * FROM delegations ORDER BY delegate, credential_id")
+    # Sorted by hash(delegate), as `credential_actors` by hash(actor): one identity's delegations, one segment.
+    con.execute("CREATE OR REPLACE TEMP TABLE mat_delegations AS "
+                "SELECT hash(delegate) AS delegate_h, * FROM delegations ORDER BY delegate_h, delegate, credential_id")
     con.execute(f"CREATE OR REPLACE TEMP TABLE credential_actors AS {_CREDENTIAL_ACTORS}")  # noqa: S608 (constant)
 
 

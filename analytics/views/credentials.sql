@@ -1,9 +1,6 @@
 -- mart: one row per credential, its lifecycle from issuance (or first sighting) to expiry or revocation.
--- Restrict with `credentials_for(ids)` (the scans filter on the id list): the two intermediates are
--- materialized once each here, so a `WHERE credential_id = ...` on the view itself does not reach the scans.
-WITH i AS MATERIALIZED (SELECT * FROM int_credential_issued_for(ids)),
-     u AS MATERIALIZED (SELECT * FROM int_credential_used_for(ids)),
-     all_ids AS (SELECT credential_id FROM i UNION SELECT credential_id FROM u)
+-- Restrict with `credentials_for(ids)` (the scans filter on the id list). Each intermediate is read once:
+-- a full outer join on the id, not a union of ids joined back to both (which held both in memory).
 SELECT
     credential_id,
     coalesce(i.credential_type, u.credential_type) AS credential_type,
@@ -29,7 +26,6 @@ SELECT
     i.issue_event_id,
     r.revoke_event_id,
     i.issuer
-FROM all_ids
-LEFT JOIN i USING (credential_id)
-LEFT JOIN u USING (credential_id)
+FROM int_credential_issued_for(ids) i
+FULL OUTER JOIN int_credential_used_for(ids) u USING (credential_id)
 LEFT JOIN int_credential_revoked_for(ids) r USING (credential_id)
