@@ -4,6 +4,7 @@ Layout under the lake directory:
   events/       canonical events, partitioned by ``day``, sorted by actor then time per file
   dead_letter/  records that could not be parsed, with reason and source position
   alerts/ ...   written by analytics (not here)
+  marts/        analytics' cache of marts computed from one snapshot (disposable; see analytics.lake)
 
 Exactly-once: every chunk is committed to ``dead_letter`` and then to ``events``, each commit
 carrying a Delta application transaction ``(app_id, version)`` where ``app_id`` names the input
