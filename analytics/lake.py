@@ -174,6 +174,7 @@ _MATERIALIZED: weakref.WeakSet[duckdb.DuckDBPyConnection] = weakref.WeakSet()
 _SNAPSHOT: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, tuple[Path, int]] = weakref.WeakKeyDictionary()
 MART_TABLES: tuple[str, ...] = ("mat_credentials", "mat_policy_versions", "credential_actors", "mat_delegations")
 MART_CACHE = "marts"  # under the lake directory: <lake>/marts/v<events version>-<SQL fingerprint>/<table>.parquet
+# (the marts below and the `key_days` index)
 log = logging.getLogger(__name__)
 
 
@@ -182,7 +183,7 @@ def _mart_fingerprint() -> str:
 
     DuckDB's version is part of it: the cached ``actor_h`` / ``delegate_h`` are its ``hash()`` values.
     """
-    text = "\n".join([*(view_sql(v) for v in VIEWS), _CREDENTIAL_ACTORS, *MART_TABLES, duckdb.__version__])
+    text = "\n".join([*(view_sql(v) for v in VIEWS), _CREDENTIAL_ACTORS, *MART_TABLES, _KEY_DAYS, duckdb.__version__])
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -194,44 +195,44 @@ def mart_cache_dir(con: duckdb.DuckDBPyConnection) -> Path | None:
     return snap[0] / MART_CACHE / f"v{snap[1]:012d}-{_mart_fingerprint()}"
 
 
-def _load_marts(con: duckdb.DuckDBPyConnection, cache: Path) -> bool:
-    """Load the snapshot's marts from the cache; False (nothing loaded) if it is absent or unreadable."""
-    if not (cache / "COMPLETE").is_file():
+def _load_cached(con: duckdb.DuckDBPyConnection, cache: Path, names: tuple[str, ...]) -> bool:
+    """Load these tables from the snapshot's cache if all are there; False (none trusted) otherwise."""
+    files = [cache / f"{n}.parquet" for n in names]
+    if not all(f.is_file() for f in files):
         return False
     try:
-        for name in MART_TABLES:
+        for name, f in zip(names, files, strict=True):
             con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM read_parquet($p)",  # noqa: S608
-                        {"p": str(cache / f"{name}.parquet")})
-    except (duckdb.Error, OSError) as e:  # e.g. removed by a newer snapshot's writer while we read it
-        log.info("mart cache %s unreadable (%s); computing the marts", cache, e)
+                        {"p": str(f)})
+    except (duckdb.Error, OSError) as e:  # damaged, or removed by a newer snapshot's writer while we read it
+        log.info("cache %s unreadable (%s); computing %s", cache, e, ", ".join(names))
         return False
     return True
 
 
-def _save_marts(con: duckdb.DuckDBPyConnection, cache: Path) -> None:
-    """Write the marts for the next connection on this snapshot; keep only the newest snapshot's cache.
+def _save_cached(con: duckdb.DuckDBPyConnection, cache: Path, names: tuple[str, ...]) -> None:
+    """Write these tables for the next connection on this snapshot; drop older snapshots' caches.
 
     Best effort: a read-only lake, a full disk or a concurrent writer only cost the next caller a recompute.
-    The directory appears complete or not at all (written aside, then renamed).
+    Each file appears whole or not at all (written aside, then renamed over); two writers of one snapshot
+    write the same rows.
     """
-    tmp = cache.parent / f".{cache.name}.{uuid.uuid4().hex[:8]}"
+    tmp = cache / f".{uuid.uuid4().hex[:8]}.parquet"
     try:
-        tmp.mkdir(parents=True)
-        for name in MART_TABLES:
-            con.table(name).write_parquet(str(tmp / f"{name}.parquet"), compression="zstd")
-        (tmp / "COMPLETE").write_text("")
-        try:
-            tmp.rename(cache)
-        except OSError:  # another process wrote it first: same rows
-            shutil.rmtree(tmp, ignore_errors=True)
+        cache.mkdir(parents=True, exist_ok=True)
+        for name in names:
+            con.table(name).write_parquet(str(tmp), compression="zstd")
+            os.replace(tmp, cache / f"{name}.parquet")
         mine = cache.name.split("-")[0]
         for old in cache.parent.iterdir():
             # Older snapshots, and this snapshot under other SQL; a newer snapshot's cache is another reader's.
             if old.name.startswith("v") and old.name != cache.name and old.name.split("-")[0] <= mine:
                 shutil.rmtree(old, ignore_errors=True)
     except (duckdb.Error, OSError) as e:
-        shutil.rmtree(tmp, ignore_errors=True)
-        log.info("could not cache the marts in %s (%s); the next connection recomputes them", cache, e)
+        tmp.unlink(missing_ok=True)
+        log.info("could not cache %s in %s (%s); the next connection recomputes them", ", ".join(names), cache, e)
+
+
 _INDEXED: weakref.WeakSet[duckdb.DuckDBPyConnection] = weakref.WeakSet()
 
 
@@ -246,10 +247,10 @@ def materialize(con: duckdb.DuckDBPyConnection) -> None:
     if con in _MATERIALIZED:
         return
     cache = mart_cache_dir(con)
-    if cache is None or not _load_marts(con, cache):
+    if cache is None or not _load_cached(con, cache, MART_TABLES):
         _compute_marts(con)
         if cache is not None:
-            _save_marts(con, cache)
+            _save_cached(con, cache, MART_TABLES)
     _shadow(con)
     con.execute("CREATE OR REPLACE TEMP VIEW delegations AS SELECT * EXCLUDE (delegate_h) FROM mat_delegations")
     _MATERIALIZED.add(con)
@@ -292,6 +293,11 @@ def share(con: duckdb.DuckDBPyConnection, sql: str) -> None:
             done.add(name)
 
 
+_KEY_DAYS = """SELECT DISTINCT h, day FROM (
+    SELECT hash(event_id) AS h, day FROM raw_events UNION ALL
+    SELECT hash(credential_id), day FROM raw_events WHERE credential_id IS NOT NULL) ORDER BY h"""
+
+
 def index_keys(con: duckdb.DuckDBPyConnection) -> None:
     """Build, once per connection, ``key_days(h, day)``: the days holding each event id and credential id.
 
@@ -301,9 +307,11 @@ def index_keys(con: duckdb.DuckDBPyConnection) -> None:
     """
     if con in _INDEXED:
         return
-    con.execute("CREATE OR REPLACE TEMP TABLE key_days AS SELECT DISTINCT h, day FROM ("
-                "SELECT hash(event_id) AS h, day FROM raw_events UNION ALL "
-                "SELECT hash(credential_id), day FROM raw_events WHERE credential_id IS NOT NULL) ORDER BY h")
+    cache = mart_cache_dir(con)  # cached per snapshot like the marts (9-10 s to build on 10M events)
+    if cache is None or not _load_cached(con, cache, ("key_days",)):
+        con.execute(f"CREATE OR REPLACE TEMP TABLE key_days AS {_KEY_DAYS}")  # noqa: S608 (constant)
+        if cache is not None:
+            _save_cached(con, cache, ("key_days",))
     _INDEXED.add(con)
 
 

@@ -272,7 +272,7 @@ def test_mart_cache_serves_the_next_connection_on_the_same_snapshot_only(tmp_pat
     lazy = _marts(c1)
     materialize(c1)
     cache = mart_cache_dir(c1)
-    assert cache is not None and (cache / "COMPLETE").is_file()
+    assert cache is not None and all((cache / f"{t}.parquet").is_file() for t in lake_mod.MART_TABLES)
 
     # A new connection on the same snapshot loads the cache: computing is not even possible here.
     def no_compute(con):
@@ -294,7 +294,7 @@ def test_mart_cache_serves_the_next_connection_on_the_same_snapshot_only(tmp_pat
     materialize(c3)
     assert c3.execute("SELECT count(*) FROM credentials WHERE credential_id = 'jti-late'").fetchone()[0] == 1
     assert _marts(c3) == _marts(connect(lake))  # a connection that has not materialized: the lazy views
-    assert not cache.exists() and (mart_cache_dir(c3) / "COMPLETE").is_file()
+    assert not cache.exists() and (mart_cache_dir(c3) / "mat_credentials.parquet").is_file()
     # Marts of this snapshot under other SQL (an older install) are replaced too; a newer snapshot's are kept.
     other = mart_cache_dir(c3).with_name(mart_cache_dir(c3).name.split("-")[0] + "-0ldsq1")
     newer = mart_cache_dir(c3).with_name("v999999999999-" + mart_cache_dir(c3).name.split("-")[1])
@@ -303,6 +303,20 @@ def test_mart_cache_serves_the_next_connection_on_the_same_snapshot_only(tmp_pat
     shutil.rmtree(mart_cache_dir(c3))
     materialize(c4 := connect(lake))
     assert sorted(p.name for p in (lake / "marts").iterdir()) == sorted([mart_cache_dir(c4).name, newer.name])
+
+
+def test_key_index_is_cached_per_snapshot(tmp_path):
+    lake = make_lake(tmp_path / "lake", chain_events())
+    c1 = connect(lake)
+    assert key_days(c1, "keycloak:login") == [c1.execute("SELECT day FROM events WHERE event_id = 'keycloak:login'").fetchall()[0][0]]
+    cached = mart_cache_dir(c1) / "key_days.parquet"
+    assert cached.is_file()
+    # A planted row proves the next connection on this snapshot reads the cached index instead of rebuilding it.
+    c1.sql("SELECT * FROM key_days UNION ALL SELECT hash('planted-id'), '2099-01-01'").write_parquet(str(cached))
+    assert key_days(connect(lake), "planted-id") == ["2099-01-01"]
+    append_events(lake, [ev("keycloak:late", 50, "token.issued", ALICE, credential_id="jti-late")], app_id="late")
+    c3 = connect(lake)  # a new snapshot builds its own index
+    assert key_days(c3, "planted-id") == [] and key_days(c3, "keycloak:late") != []
 
 
 def test_mart_cache_that_cannot_be_written_or_read_only_costs_a_recompute(tmp_path, monkeypatch):

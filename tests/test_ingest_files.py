@@ -126,4 +126,6 @@ def test_compact_cli_caches_the_new_snapshots_marts(scenario, tmp_path):
     assert [p.name for p in marts.iterdir()] == [out["marts"].rsplit("/", 1)[1]]
     version = Lake(lake_dir).events_table().version()
     assert out["marts"].rsplit("/", 1)[1].startswith(f"v{version:012d}-")  # the snapshot after compaction
-    assert (marts / out["marts"].rsplit("/", 1)[1] / "COMPLETE").is_file()
+    cached = {p.name for p in (marts / out["marts"].rsplit("/", 1)[1]).iterdir()}
+    assert cached == {"mat_credentials.parquet", "mat_policy_versions.parquet", "credential_actors.parquet",
+                      "mat_delegations.parquet", "key_days.parquet"}
