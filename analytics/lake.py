@@ -183,7 +183,7 @@ def _mart_fingerprint() -> str:
 
     DuckDB's version is part of it: the cached ``actor_h`` / ``delegate_h`` are its ``hash()`` values.
     """
-    text = "\n".join([*(view_sql(v) for v in VIEWS), _CREDENTIAL_ACTORS, *MART_TABLES, _KEY_DAYS, duckdb.__version__])
+    text = "\n".join([*(view_sql(v) for v in VIEWS), _CREDENTIAL_ACTORS, *MART_TABLES, duckdb.__version__])
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -195,9 +195,21 @@ def mart_cache_dir(con: duckdb.DuckDBPyConnection) -> Path | None:
     return snap[0] / MART_CACHE / f"v{snap[1]:012d}-{_mart_fingerprint()}"
 
 
-def _load_cached(con: duckdb.DuckDBPyConnection, cache: Path, names: tuple[str, ...]) -> bool:
+def cached_table(con: duckdb.DuckDBPyConnection, name: str, sql: str) -> None:
+    """``CREATE TEMP TABLE name AS sql`` over this connection's snapshot, loaded from the snapshot's cache when
+    a connection already computed it (the file name carries a digest of ``sql``, so other SQL never matches)."""
+    cache = mart_cache_dir(con)
+    stem = f"{name}-{hashlib.sha256(sql.encode()).hexdigest()[:10]}"
+    if cache is None or not _load_cached(con, cache, (name,), (stem,)):
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {sql}")  # noqa: S608 (the caller's constant SQL)
+        if cache is not None:
+            _save_cached(con, cache, (name,), (stem,))
+
+
+def _load_cached(con: duckdb.DuckDBPyConnection, cache: Path, names: tuple[str, ...],
+                 stems: tuple[str, ...] | None = None) -> bool:
     """Load these tables from the snapshot's cache if all are there; False (none trusted) otherwise."""
-    files = [cache / f"{n}.parquet" for n in names]
+    files = [cache / f"{n}.parquet" for n in (stems or names)]
     if not all(f.is_file() for f in files):
         return False
     try:
@@ -210,7 +222,8 @@ def _load_cached(con: duckdb.DuckDBPyConnection, cache: Path, names: tuple[str, 
     return True
 
 
-def _save_cached(con: duckdb.DuckDBPyConnection, cache: Path, names: tuple[str, ...]) -> None:
+def _save_cached(con: duckdb.DuckDBPyConnection, cache: Path, names: tuple[str, ...],
+                 stems: tuple[str, ...] | None = None) -> None:
     """Write these tables for the next connection on this snapshot; drop older snapshots' caches.
 
     Best effort: a read-only lake, a full disk or a concurrent writer only cost the next caller a recompute.
@@ -220,9 +233,9 @@ def _save_cached(con: duckdb.DuckDBPyConnection, cache: Path, names: tuple[str, 
     tmp = cache / f".{uuid.uuid4().hex[:8]}.parquet"
     try:
         cache.mkdir(parents=True, exist_ok=True)
-        for name in names:
+        for name, stem in zip(names, stems or names, strict=True):
             con.table(name).write_parquet(str(tmp), compression="zstd")
-            os.replace(tmp, cache / f"{name}.parquet")
+            os.replace(tmp, cache / f"{stem}.parquet")
         mine = cache.name.split("-")[0]
         for old in cache.parent.iterdir():
             # Older snapshots, and this snapshot under other SQL; a newer snapshot's cache is another reader's.
@@ -307,11 +320,7 @@ def index_keys(con: duckdb.DuckDBPyConnection) -> None:
     """
     if con in _INDEXED:
         return
-    cache = mart_cache_dir(con)  # cached per snapshot like the marts (9-10 s to build on 10M events)
-    if cache is None or not _load_cached(con, cache, ("key_days",)):
-        con.execute(f"CREATE OR REPLACE TEMP TABLE key_days AS {_KEY_DAYS}")  # noqa: S608 (constant)
-        if cache is not None:
-            _save_cached(con, cache, ("key_days",))
+    cached_table(con, "key_days", _KEY_DAYS)  # cached per snapshot like the marts (9-10 s to build on 10M events)
     _INDEXED.add(con)
 
 
