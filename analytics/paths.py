@@ -23,6 +23,7 @@ from typing import Any
 import duckdb
 
 from analytics.lake import (
+    CACHEABLE,
     DAY_SCAN,
     cached_table,
     day_bounds,
@@ -72,6 +73,7 @@ QUALIFY row_number() OVER (PARTITION BY credential_id ORDER BY time, event_id) =
 # SVID mints are few; they are copied once per connection (`path_svids`, sorted by SPIFFE ID) because a
 # "valid at t" lookup cannot be bounded in time (an SVID may never expire) and would open every earlier day.
 _SVIDS = f"""SELECT {_COLS} FROM events WHERE activity = 'svid.minted' ORDER BY actor_id, time"""  # noqa: S608
+CACHEABLE["path_svids"] = _SVIDS
 _SVID = f"""SELECT p.path_key, s.* FROM {_probe(spiffe="VARCHAR", t="TIMESTAMPTZ")} p JOIN path_svids s
   ON s.actor_id = p.spiffe AND s.time <= p.t AND (s.credential_expires_at IS NULL OR s.credential_expires_at > p.t)
 QUALIFY row_number() OVER (PARTITION BY p.path_key
@@ -359,7 +361,7 @@ def _svids(con: duckdb.DuckDBPyConnection, paths: list[_Builder]) -> None:
     if not asks:
         return
     if con not in _SVIDS_BUILT:
-        cached_table(con, "path_svids", _SVIDS)  # a full scan (4-6 s on 10M events), cached per snapshot
+        cached_table(con, "path_svids")  # a full scan (4-6 s on 10M events), cached per snapshot
         _SVIDS_BUILT.add(con)
     probe = {"spiffe": [wl for _, wl in asks], "t": [b.action["time"] for b, _ in asks]}
     found = _per_probe(con, _SVID, probe, len(asks))

@@ -114,7 +114,9 @@ def test_redact_json_fast_path_misses_nothing(rec: dict[str, Any]) -> None:
     raw = orjson.dumps(rec)
     text = raw.decode()
     value = orjson.loads(raw)
-    assert (redact_json(text, value) is not text) == (redact(value) != value), rec
+    red = redact(value)
+    if red != value:  # a record the redactor changes never keeps its text (taking the slow path needlessly is fine)
+        assert redact_json(text, value) == orjson.dumps(red, default=str).decode(), rec
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
