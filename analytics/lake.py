@@ -11,6 +11,7 @@ credential ids at the scan); the view is ``<view>_for(NULL)``, i.e. every creden
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 import logging
@@ -178,6 +179,7 @@ MART_CACHE = "marts"  # under the lake directory: <lake>/marts/v<events version>
 log = logging.getLogger(__name__)
 
 
+@functools.cache
 def _mart_fingerprint() -> str:
     """Changes whenever the SQL that defines the marts changes, so an upgraded install never reads old rows.
 

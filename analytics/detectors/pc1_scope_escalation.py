@@ -18,8 +18,8 @@ DETECTION = Detection(
 
 # Each candidate (an exchanged credential with scopes, issued in the window) walks credential_parent_id up to
 # its root in SQL, remembering the root-most credential that carries a scope (the origin); only chains whose
-# candidate holds a scope the origin lacks come back. (A Python graph of every issued credential took 64 s and
-# ~1 GB at 10M events.) A parent already on the path ends the walk: lineage loops are data, not infinite.
+# candidate holds a scope the origin lacks come back. (A Python graph of every issued credential took 65-92 s
+# at 10M events.) A parent already on the path ends the walk: lineage loops are data, not infinite.
 _SQL = """
 WITH RECURSIVE cand AS (
     SELECT credential_id, scope FROM int_credential_issued
