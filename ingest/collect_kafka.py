@@ -1,7 +1,8 @@
 """Kafka collector: a consumer-group member that lands every record in the lake exactly once.
 
 The lake is the source of truth for progress. On assignment each partition is positioned after
-the last offset the lake holds for ``kafka:<group>:<topic>:<partition>``; Kafka offsets are
+the last offset the lake holds for that incarnation of the partition (``ingest.incarnation``:
+the app id carries the broker's topic id, so a recreated topic is read from its beginning); Kafka offsets are
 committed only after the lake commit, and only as a convenience for lag monitoring. Chunks are
 cut per partition by record count, or by the span of the records' own Kafka timestamps; when
 the stream goes quiet the tail is flushed. Exactly-once does not depend on where chunks are cut:
@@ -27,6 +28,7 @@ from ingest import faults
 from ingest.broker import wait_for_listener
 from ingest.chunks import IngestStats, Normalized, Pipeline, commit_normalized
 from ingest.errors import BrokerUnavailable, ConfigError
+from ingest.incarnation import Resume, next_epoch, resolve
 from ingest.lake import Lake
 
 
@@ -50,10 +52,6 @@ class KafkaSettings:
     client_id: str = "decisionpath-collector"
     workers: int = 1                     # parsing processes; chunks commit in order in this one
     extra: dict[str, Any] = field(default_factory=dict)  # passed to KafkaConsumer (security settings ...)
-
-
-def app_id(group: str, topic: str, partition: int) -> str:
-    return f"kafka:{group}:{topic}:{partition}"
 
 
 PROBE_AFTER_IDLE_S = 1.0   # probe the broker once nothing arrived for this long ...
@@ -106,6 +104,8 @@ class KafkaCollector:
         self._last_probe = 0.0
         self._last_notice = 0.0
         self._error_since: float | None = None   # first of a run of failed polls
+        self._resume: dict[Any, Resume] = {}     # per assigned partition: its incarnation and floor
+        self._last_id_check = 0.0
 
     def stop(self) -> None:
         """Ask ``run()`` to flush what it holds and return (safe from a signal handler)."""
@@ -123,7 +123,9 @@ class KafkaCollector:
                 group_id=self.s.group,
                 client_id=self.s.client_id,
                 enable_auto_commit=False,
-                auto_offset_reset="earliest",
+                # Never reset silently: an offset out of range means the log was reset, truncated
+                # or cut by retention under us, which _reposition examines (see ingest.incarnation).
+                auto_offset_reset="none",
                 session_timeout_ms=self.s.session_timeout_ms,
                 heartbeat_interval_ms=max(100, self.s.session_timeout_ms // 4),
                 max_poll_records=self.s.max_poll_records,
@@ -139,22 +141,81 @@ class KafkaCollector:
             raise ConfigError(f"cannot create the Kafka consumer: {e}") from e
         return c
 
+    def _topic_id(self, topic: str) -> str | None:
+        tid = self._consumer._client.cluster.topic_id(topic)  # kafka-python keeps the broker's ids here
+        return str(tid) if tid is not None else None
+
     def _on_assigned(self, partitions: Sequence[Any]) -> None:
         # A rebalance is activity: a member that takes over a dead member's partitions must get
         # its full --until-idle to read them, however long it had been idle before.
         self._last_data = time.monotonic()
         for tp in partitions:
-            prog = self.lake.progress(app_id(self.s.group, tp.topic, tp.partition))
-            after = prog.resume_after
-            if after is None:
+            self._start(tp, resolve(self.lake, self.s.group, tp.topic, tp.partition, self._topic_id(tp.topic)))
+
+    def _start(self, tp: Any, r: Resume) -> None:
+        if r.adopted_from:
+            self.log(f"{tp.topic}/{tp.partition}: continuing the lake's progress recorded as {r.adopted_from} "
+                     f"(before topic ids were tracked) for topic id {r.topic_id}")
+        self._resume[tp] = r
+        if r.seek_to is None:
+            self._consumer.seek_to_beginning(tp)
+        else:
+            self._consumer.seek(tp, r.seek_to)
+
+    def _reposition(self, positions: dict[Any, Any], why: str) -> None:
+        """The broker says a partition's position is no longer in its log: find out why and go on.
+
+        The topic was recreated (a new topic id): read the new incarnation from its beginning.
+        Retention deleted records before we read them: say how many are lost upstream and go on
+        from the log's start. Otherwise the log was reset or truncated under the same id (or the
+        broker reports no ids): a new epoch, read from the beginning (the lake drops event ids it
+        already holds). Whatever this partition holds in memory is committed first, under the
+        incarnation it was read from.
+        """
+        self._consumer._client.cluster.request_update()
+        self._consumer.topics()  # a metadata round trip: the topic id below is the broker's current one
+        for tp in positions:
+            if tp not in self._resume:
+                continue
+            self._flush(tp)
+            self._pipe.drain()
+            old = self._resume[tp]
+            tid = self._topic_id(tp.topic)
+            where = f"{tp.topic}/{tp.partition}"
+            if tid is None and old.topic_id is not None:
+                # deleted and not (yet) recreated: read what appears; once the broker reports the new
+                # topic's id, _recreated starts it again from its beginning under that id
+                self.log(f"{where}: topic not found on the broker ({why}); waiting for it")
                 self._consumer.seek_to_beginning(tp)
-            else:
-                self._consumer.seek(tp, after + 1)
+                continue
+            if tid is not None and tid != old.topic_id:
+                self.log(f"{where}: topic recreated (topic id {old.topic_id} -> {tid}); reading the new topic "
+                         "from its beginning")
+                self._start(tp, resolve(self.lake, self.s.group, tp.topic, tp.partition, tid))
+                continue
+            pos = self._consumer.position(tp) if positions[tp] is None else positions[tp]
+            pos = getattr(pos, "offset", pos)
+            start = self._consumer.beginning_offsets([tp]).get(tp, 0)
+            if pos is not None and pos < start:
+                self.log(f"{where}: offsets {pos}..{start - 1} were deleted by the broker's retention before "
+                         f"they were read; they are lost upstream (raise the topic's retention or run the collector "
+                         f"more often). Going on from offset {start}")
+                self._consumer.seek(tp, start)
+                continue
+            has_progress = self.lake.progress(old.app_id).resume_after is not None
+            new = next_epoch(old, self.s.group, tp.topic, tp.partition) if has_progress else \
+                Resume(old.app_id, old.topic_id, old.epoch, None, verify=False)
+            self.log(f"{where}: the log no longer holds offset {pos} ({why}): it was reset or truncated "
+                     f"under us. Reading it again from its beginning as {new.app_id}; events already in the lake are "
+                     "recognised by event id")
+            self._start(tp, new)
 
     def _on_revoked(self, partitions: Sequence[Any]) -> None:
         for tp in partitions:
             self._flush(tp)
         self._pipe.drain()  # everything of the revoked partitions is in the lake before they go
+        for tp in partitions:
+            self._resume.pop(tp, None)
 
     # -- chunking ------------------------------------------------------------------------
     def _flush(self, tp: Any) -> None:
@@ -164,12 +225,15 @@ class KafkaCollector:
             return
         from kafka.structs import OffsetAndMetadata
 
-        aid = app_id(self.s.group, tp.topic, tp.partition)
+        r = self._resume[tp]
+        aid = r.app_id
         prog = self.lake.progress(aid)
-        if prog.resume_after is not None:  # a previous owner got further: drop what it has
-            items = [i for i in items if i[2] > prog.resume_after]
-            if not items:
-                return
+        # Drop what the lake has: the verification record at the floor, or what a previous owner
+        # of the partition committed meanwhile.
+        floor = max(x for x in (prog.resume_after, r.floor, -1) if x is not None)
+        items = [i for i in items if i[2] > floor]
+        if not items:
+            return
         meta = {"topic": tp.topic, "partition": tp.partition, "first_offset": items[0][2], "last_offset": items[-1][2]}
 
         def commit(n: Normalized) -> None:
@@ -198,7 +262,7 @@ class KafkaCollector:
 
     def run(self) -> IngestStats:
         from kafka import ConsumerRebalanceListener
-        from kafka.errors import KafkaError
+        from kafka.errors import KafkaError, LogTruncationError, OffsetOutOfRangeError
 
         t0 = time.perf_counter()
         self._consumer = self._connect()
@@ -217,15 +281,26 @@ class KafkaCollector:
             while not self._stop.is_set():
                 try:
                     polled = self._consumer.poll(timeout_ms=200, max_records=self.s.max_poll_records)
+                except (OffsetOutOfRangeError, LogTruncationError) as e:
+                    self._reposition(dict(e.args[0]) if e.args and isinstance(e.args[0], dict) else {}, type(e).__name__)
+                    continue
                 except KafkaError as e:  # transient broker trouble: keep what we hold, retry
                     self._poll_failed(e)
                     continue
                 self._error_since = None
                 now = time.monotonic()
+                moved: set[Any] = set()
+                if now - self._last_id_check >= PROBE_EVERY_S:
+                    # a recreated topic whose new log is shorter than our positions sends nothing
+                    # (Tansu answers such fetches empty), so the ids are watched, not only batches
+                    self._last_id_check = now
+                    moved = {tp for tp in list(self._resume) if self._recreated(tp)}
                 if polled:
                     if self._down_since is not None:  # records prefetched before an outage, or it is over
                         self._broker_up(now)
                     for tp, msgs in polled.items():
+                        if tp in moved or self._recreated(tp):
+                            continue  # this batch may be either incarnation's: re-read from the new one's start
                         buf = self._buf.setdefault(tp, [])
                         origin = f"kafka:{tp.topic}/{tp.partition}@"
                         for m in msgs:
@@ -275,6 +350,7 @@ class KafkaCollector:
             if self._down_since is not None:
                 self.log(f"Kafka broker at {self.s.bootstrap} is back after {now - self._down_since:.0f}s; resuming")
                 self._down_since = None
+                self._consumer._client.cluster.request_update()  # a broker back may hold recreated topics
                 self._last_data = now  # the idle timer starts again: give the broker time to serve
             return True
         if self._down_since is None:
@@ -304,6 +380,19 @@ class KafkaCollector:
             raise BrokerUnavailable(
                 f"Kafka at {self.s.bootstrap} failing for {now - self._error_since:.0f}s: {e}") from e
         time.sleep(0.5)
+
+    def _recreated(self, tp: Any) -> bool:
+        """Whether the broker now reports another topic id for ``tp`` than the one it was resumed under.
+
+        The records fetched before the metadata showed it are committed under the old incarnation
+        (a record fetched in that window can be the new topic's: its event is then recognised by
+        event id when the new topic is read from its beginning)."""
+        r = self._resume.get(tp)
+        tid = self._topic_id(tp.topic)
+        if r is None or tid is None or r.topic_id is None or tid == r.topic_id:
+            return False
+        self._reposition({tp: None}, "topic id changed")
+        return True
 
     def _assigned(self) -> bool:
         try:

@@ -8,7 +8,8 @@ Layout under the lake directory:
 
 Exactly-once: every chunk is committed to ``dead_letter`` and then to ``events``, each commit
 carrying a Delta application transaction ``(app_id, version)`` where ``app_id`` names the input
-(``kafka:<group>:<topic>:<partition>`` or ``file:<content id>``) and ``version`` is the last
+(``kafka:<group>:<topic>:<partition>[:<topic id>][:e<epoch>]``, see ingest.incarnation, or
+``file:<content id>``) and ``version`` is the last
 source position of the chunk. A restarted collector resumes after
 ``min(events version, dead_letter version)`` and drops, per table, what that table already has.
 Kafka offsets are committed only after both lake commits.

@@ -221,9 +221,6 @@ def test_broker_stop_and_restart_mid_stream_collector_survives(tmp_path):
     assert got["events"] == got["distinct"] == want
 
 
-@pytest.mark.xfail(strict=True, reason="collect_kafka resumes after the lake's last offset without checking the "
-                   "partition's log end: after a broker loses its log (or the topic is recreated) new records at "
-                   "offsets <= the lake's last offset are silently skipped")
 def test_offsets_reset_by_broker_loss_do_not_skip_new_records(tmp_path):
     lake_dir = tmp_path / "lake"
     port = free_port()
