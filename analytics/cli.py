@@ -134,13 +134,16 @@ def cmd_produce(args: argparse.Namespace) -> int:
 def cmd_compact(args: argparse.Namespace) -> int:
     res: dict[str, Any] = dict(_lake(args).compact())
     if not args.no_marts and (Path(args.lake) / "events").exists():
+        from analytics import overview
         from analytics.lake import index_keys, mart_cache_dir, materialize
 
-        # Compaction makes a new snapshot; compute its marts and id index now so the next query only loads them.
+        # Compaction makes a new snapshot; compute its marts, id index and overview aggregates now so the next
+        # query (and the dashboard's first render) only loads them.
         t0 = time.perf_counter()
         con = _connect(args)
         materialize(con)
         index_keys(con)
+        overview.prepare(con)
         res["marts_seconds"] = round(time.perf_counter() - t0, 3)
         res["marts"] = str(mart_cache_dir(con))
     _emit_json(res) if args.json else print(

@@ -17,7 +17,7 @@ import orjson
 import pandas as pd
 import streamlit as st
 
-from analytics import allowed, graphs, inventory, paths, triage
+from analytics import allowed, graphs, inventory, overview, paths, triage
 from dashboards.context import db_for, to_plain
 
 ACTION_CATEGORIES = ["tool_call", "api_activity"]
@@ -29,42 +29,32 @@ def _df(lake: str, token: str, sql: str, params: dict[str, Any] | None = None) -
         return con.execute(sql, params or {}).df()
 
 
-# -- overview ------------------------------------------------------------------------------
+# -- overview (analytics.overview: aggregates cached per snapshot) ---------------------------
+def _with(lake: str, token: str, fn: Any, *args: Any) -> Any:
+    with db_for(lake, token).use() as con:
+        return fn(con, *args)
+
+
 @st.cache_data(ttl=TTL, show_spinner=False)
 def events_by(lake: str, token: str) -> pd.DataFrame:
-    """Event counts and time span per source and category (one scan of three columns)."""
-    return _df(lake, token, """SELECT source, category, count(*) AS events, min(time) AS first, max(time) AS last
-        FROM events GROUP BY ALL ORDER BY events DESC, source, category""")
+    """Event counts and time span per source and category."""
+    return _with(lake, token, overview.events_by)
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)
 def lake_summary(lake: str, token: str) -> dict[str, Any]:
-    """Event count, time span, sources, and the busy period: the hours holding the 2nd to 98th percentile
-    of events (an hourly histogram and its running total, cheaper than a quantile over every timestamp)."""
+    """Event count, time span, sources, and the busy period (the hours holding the 2nd to 98th percentile)."""
     by = events_by(lake, token)
-    busy = _df(lake, token, """
-        WITH h AS (SELECT date_trunc('hour', time) AS b, count(*) AS n FROM events GROUP BY 1),
-        c AS (SELECT b, sum(n) OVER (ORDER BY b) AS cum, sum(n) OVER () AS tot FROM h)
-        SELECT min(b) FILTER (WHERE cum >= 0.02 * tot) AS busy_from,
-               min(b) FILTER (WHERE cum >= 0.98 * tot) + INTERVAL 1 HOUR AS busy_to FROM c""").iloc[0]
+    busy_from, busy_to = _with(lake, token, overview.busy_period)
     return {"events": int(by["events"].sum()), "first": by["first"].min() if not by.empty else None,
             "last": by["last"].max() if not by.empty else None, "sources": int(by["source"].nunique()),
-            "busy_from": busy["busy_from"], "busy_to": busy["busy_to"]}
+            "busy_from": busy_from, "busy_to": busy_to}
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)
 def identity_figures(lake: str, token: str) -> dict[str, int]:
-    """Identities (the ``identities`` mart), non-human ones, and non-human ones without an owner.
-
-    The owner of an identity is what the inventory calls its owners (``analytics.inventory``): whoever
-    it acted on behalf of (``on_behalf_of`` or the head of its delegation chain). The mart is the
-    cached one the identity explorer searches, so it is aggregated once for both pages.
-    """
-    ids = identities_frame(lake, token)
-    owned = set(_df(lake, token, f"SELECT identity FROM ({inventory._OWNERS})")["identity"])  # noqa: S608 (module constant)
-    nonhuman = ids[ids["type"] != "human"]
-    return {"identities": len(ids), "nonhuman": len(nonhuman),
-            "nonhuman_no_owner": int((~nonhuman["identity"].isin(owned)).sum())}
+    """Identities, non-human ones, and non-human ones without an owner (``analytics.overview``)."""
+    return _with(lake, token, overview.identity_figures)
 
 
 def bucket_for(first: Any, last: Any) -> str:
@@ -84,47 +74,21 @@ def bucket_for(first: Any, last: Any) -> str:
 @st.cache_data(ttl=TTL, show_spinner=False)
 def events_over_time(lake: str, token: str, bucket: str, by: str, since: Any = None,
                      until: Any = None) -> pd.DataFrame:
-    """Event counts per time bucket and per source or category, optionally within [since, until]."""
-    col = {"source": "source", "category": "category"}[by]  # whitelisted column name, not user text
-    return _df(lake, token, f"""
-        SELECT date_trunc($bucket, time) AS bucket, {col} AS series, count(*) AS events
-        FROM events WHERE ($since IS NULL OR time >= $since) AND ($until IS NULL OR time <= $until)
-        GROUP BY ALL ORDER BY bucket""", {"bucket": bucket, "since": since, "until": until})  # noqa: S608
+    """Event counts per time bucket and per source or category, for events in [since, until)."""
+    return _with(lake, token, overview.events_over_time, bucket, by, since, until)
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)
 def hygiene(lake: str, token: str, max_ttl_s: float, revoke_grace_s: float) -> dict[str, int]:
-    """Mediated actions (``actions`` × ``decisions``); agent credentials within the TTL policy and per-task
-    credentials revoked at task end (issuance and revocation layers of the credential lifecycle)."""
-    m = _df(lake, token, """
-        SELECT count(*) AS actions,
-               count(*) FILTER (WHERE a.decision IS NOT NULL
-                 OR a.request_id IN (SELECT request_id FROM decisions WHERE request_id IS NOT NULL)
-                 OR a.trace_id IN (SELECT trace_id FROM decisions WHERE trace_id IS NOT NULL)) AS mediated
-        FROM actions a""").iloc[0]
-    # The issuance and revocation layers suffice here; the full `credentials` mart would also
-    # aggregate every use of every credential, which these figures do not need.
-    c = _df(lake, token, """
-        WITH agent_creds AS (SELECT * FROM int_credential_issued WHERE holder_type = 'agent'),
-        task_end AS (SELECT task_id, max(time) AS ended_at FROM events
-                     WHERE task_id IN (SELECT task_id FROM agent_creds) GROUP BY task_id)
-        SELECT count(*) AS agent_credentials, count(c.expires_at) AS with_expiry,
-               count(*) FILTER (WHERE epoch(c.expires_at) - epoch(c.issued_at) <= $max_ttl) AS within_ttl,
-               count(*) FILTER (WHERE c.task_id IS NOT NULL) AS per_task,
-               count(*) FILTER (WHERE c.task_id IS NOT NULL AND r.revoked_at IS NOT NULL
-                                AND epoch(r.revoked_at) <= epoch(t.ended_at) + $grace) AS revoked_at_end
-        FROM agent_creds c LEFT JOIN int_credential_revoked r USING (credential_id)
-             LEFT JOIN task_end t USING (task_id)""",
-        {"max_ttl": max_ttl_s, "grace": revoke_grace_s}).iloc[0]
-    return {"actions": int(m["actions"]), "mediated": int(m["mediated"]), **{k: int(c[k]) for k in c.index}}
+    """Mediated actions and the agent-credential hygiene figures (``analytics.overview.hygiene``)."""
+    return _with(lake, token, overview.hygiene, max_ttl_s, revoke_grace_s)
 
 
 # -- identities ----------------------------------------------------------------------------
 @st.cache_data(ttl=TTL, show_spinner=False)
 def identities_frame(lake: str, token: str) -> pd.DataFrame:
-    """The ``identities`` mart (one row per identity), read once per events snapshot."""
-    return _df(lake, token, """SELECT identity, identity_type AS type, events_as_actor AS events, first_seen, last_seen
-        FROM identities ORDER BY events_as_actor DESC, identity""")
+    """The ``identities`` mart (one row per identity), read once per events snapshot (cached with it)."""
+    return _with(lake, token, overview.identities)
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)

@@ -44,6 +44,8 @@ scope = c2.segmented_control("Range", ["busy period", "everything"], default="bu
 if scope == "busy period" and pd.notna(summary["busy_from"]):
     since, until = pd.Timestamp(summary["busy_from"]), pd.Timestamp(summary["busy_to"])
     pad = max((until - since) * 0.02, pd.Timedelta(minutes=1))
+    if until - since > pd.Timedelta(hours=6):  # hourly or coarser bars: whole hours read the cached counts
+        pad = pad.ceil("h")
     since, until = (since - pad).to_pydatetime(), (until + pad).to_pydatetime()
 else:
     since, until = None, None
