@@ -15,7 +15,7 @@ import duckdb
 import networkx as nx
 import orjson
 
-from analytics.lake import materialize, rows
+from analytics.lake import BY_FILES, materialize, rows, window_files
 from analytics.timeparse import iso, parse_instant
 from ingest.errors import ConfigError
 
@@ -26,35 +26,36 @@ _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _END = dt.datetime(2200, 1, 1, tzinfo=dt.UTC)
 
 # Each query returns (src_type, src, dst_type, dst, kind, how, count, first_seen, last_seen[, detail]).
+# `{events}`, `{decisions}`, `{actions}` name the view, or its `<view>_in($files)` macro over a window's days.
 _MINE = "actor_id = $identity AND time >= $since AND time <= $until"
 _EDGE_QUERIES: tuple[str, ...] = (
     # the identity presented a credential (a login session is an authentication too)
     f"""SELECT 'identity', actor_id, 'credential', credential_id, 'authenticated',
            CASE WHEN activity = 'session.started' THEN 'session.started by actor_id'
                 ELSE 'credential_id presented on events' END, count(*), min(time), max(time)
-        FROM events WHERE {_MINE} AND credential_id IS NOT NULL
+        FROM {{events}} WHERE {_MINE} AND credential_id IS NOT NULL
           AND activity NOT IN ('token.issued', 'token.exchanged', 'token.refreshed', 'svid.minted', 'role.assumed')
         GROUP BY ALL""",  # noqa: S608 (fixed fragments only)
     # credentials issued to (or, for role sessions, obtained by) the identity
     f"""SELECT 'identity', actor_id, 'credential', credential_id, 'issued', activity || ' to actor_id',
            count(*), min(time), max(time)
-        FROM events WHERE {_MINE} AND credential_id IS NOT NULL
+        FROM {{events}} WHERE {_MINE} AND credential_id IS NOT NULL
           AND activity IN ('token.issued', 'token.exchanged', 'token.refreshed', 'svid.minted', 'role.assumed')
         GROUP BY ALL""",  # noqa: S608
     f"""SELECT 'credential', credential_parent_id, 'credential', credential_id, 'exchanged_for',
            'credential_parent_id (' || activity || ')', count(*), min(time), max(time)
-        FROM events WHERE {_MINE} AND credential_id IS NOT NULL AND credential_parent_id IS NOT NULL
+        FROM {{events}} WHERE {_MINE} AND credential_id IS NOT NULL AND credential_parent_id IS NOT NULL
           AND activity IN ('token.issued', 'token.exchanged', 'token.refreshed', 'role.assumed')
         GROUP BY ALL""",  # noqa: S608
     f"""SELECT 'credential', credential_id, 'task', task_id, 'issued', 'task_id on ' || activity,
            count(*), min(time), max(time)
-        FROM events WHERE {_MINE} AND credential_id IS NOT NULL AND task_id IS NOT NULL
+        FROM {{events}} WHERE {_MINE} AND credential_id IS NOT NULL AND task_id IS NOT NULL
           AND activity IN ('token.issued', 'token.exchanged', 'token.refreshed', 'role.assumed')
         GROUP BY ALL""",  # noqa: S608
     f"""SELECT 'identity', actor_id, 'identity', coalesce(on_behalf_of, delegation_chain[1]), 'delegated_by',
            CASE WHEN len(coalesce(delegation_chain, [])) > 1 THEN 'act chain (delegation_chain)' ELSE 'on_behalf_of' END,
            count(*), min(time), max(time)
-        FROM events WHERE {_MINE}
+        FROM {{events}} WHERE {_MINE}
           AND coalesce(on_behalf_of, CASE WHEN len(coalesce(delegation_chain, [])) > 1 THEN delegation_chain[1] END)
               IS NOT NULL
           AND coalesce(on_behalf_of, delegation_chain[1]) <> actor_id
@@ -62,22 +63,22 @@ _EDGE_QUERIES: tuple[str, ...] = (
     # others acting on behalf of the identity
     """SELECT 'identity', actor_id, 'identity', on_behalf_of, 'delegated_by', 'on_behalf_of', count(*), min(time),
            max(time)
-        FROM events WHERE on_behalf_of = $identity AND actor_id <> $identity AND time >= $since AND time <= $until
+        FROM {events} WHERE on_behalf_of = $identity AND actor_id <> $identity AND time >= $since AND time <= $until
         GROUP BY ALL""",
     f"""SELECT 'policy_version', policy_id || '@' || policy_version, 'identity', actor_id, 'decided',
            'decision record on actor_id: ' || decision, count(*), min(time), max(time), decision
-        FROM decisions WHERE {_MINE} AND policy_id IS NOT NULL AND policy_version IS NOT NULL
+        FROM {{decisions}} WHERE {_MINE} AND policy_id IS NOT NULL AND policy_version IS NOT NULL
         GROUP BY ALL""",  # noqa: S608
     f"""SELECT 'identity', actor_id, 'tool', tool, 'invoked', activity || ' by actor_id', count(*), min(time),
            max(time)
-        FROM actions WHERE {_MINE} AND tool IS NOT NULL GROUP BY ALL""",  # noqa: S608
+        FROM {{actions}} WHERE {_MINE} AND tool IS NOT NULL GROUP BY ALL""",  # noqa: S608
     f"""SELECT 'identity', actor_id, 'resource', resource, 'accessed', activity || ' on resource', count(*),
            min(time), max(time)
-        FROM actions WHERE {_MINE} AND resource IS NOT NULL GROUP BY ALL""",  # noqa: S608
-    f"""WITH mine AS (SELECT DISTINCT trace_id, span_id FROM events WHERE {_MINE} AND span_id IS NOT NULL)
+        FROM {{actions}} WHERE {_MINE} AND resource IS NOT NULL GROUP BY ALL""",  # noqa: S608
+    f"""WITH mine AS (SELECT DISTINCT trace_id, span_id FROM {{events}} WHERE {_MINE} AND span_id IS NOT NULL)
         SELECT 'identity', $identity, 'identity', c.actor_id, 'caused', 'parent_span_id = span_id (same trace_id)',
                count(*), min(c.time), max(c.time)
-        FROM events c JOIN mine m ON c.parent_span_id = m.span_id AND c.trace_id IS NOT DISTINCT FROM m.trace_id
+        FROM {{events}} c JOIN mine m ON c.parent_span_id = m.span_id AND c.trace_id IS NOT DISTINCT FROM m.trace_id
         WHERE c.actor_id IS NOT NULL AND c.actor_id <> $identity AND c.activity <> 'decision'
           AND c.time >= $since AND c.time <= $until
         GROUP BY ALL""",  # noqa: S608
@@ -129,12 +130,21 @@ def identity_graph(
     until: str | dt.datetime | None = None,
 ) -> nx.MultiDiGraph:
     """The decision graph of ``identity`` over ``[since, until]`` (unbounded when None)."""
-    p = {"identity": identity,
-         "since": parse_instant(since, "--since") if since is not None else _EPOCH,
-         "until": parse_instant(until, "--until") if until is not None else _END}
+    lo = parse_instant(since, "--since") if since is not None else _EPOCH
+    hi = parse_instant(until, "--until") if until is not None else _END
+    p: dict[str, Any] = {"identity": identity, "since": lo, "until": hi}
+    views = {v: v for v in BY_FILES}
+    if since is not None and until is not None:  # a window: read only the files of its UTC days
+        p["files"] = window_files(con, lo, hi)
+        views = {v: f"{v}_in($files)" for v in BY_FILES}
     edges: list[tuple[Any, ...]] = []
-    for q in _EDGE_QUERIES:
-        edges += con.execute(q, p).fetchall()
+    if p.get("files") != []:  # (files outside any day directory are always listed)
+        for q in _EDGE_QUERIES:
+            for v, src in views.items():
+                q = q.replace("{" + v + "}", src)
+            edges += con.execute(q, p).fetchall()
+    # One order whatever the scan order (threads, files): exports and merged "how" texts are reproducible.
+    edges.sort(key=lambda r: tuple("" if v is None else str(v) for v in r))
     g = build_graph(edges, identity)
     creds = [n[len("credential:"):] for n, d in g.nodes(data=True) if d["type"] == "credential"]
     if creds:

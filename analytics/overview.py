@@ -66,8 +66,8 @@ def prepare(con: duckdb.DuckDBPyConnection, names: tuple[str, ...] = TABLES) -> 
 
 
 def _exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
-    return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name = $n",
-                            {"n": name}).fetchone()[0])
+    row = con.execute("SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name = $n", {"n": name}).fetchone()
+    return bool(row and row[0])
 
 
 def _df(con: duckdb.DuckDBPyConnection, table: str, sql: str, params: dict[str, Any] | None = None) -> pd.DataFrame:
@@ -95,6 +95,17 @@ def _on_hour(t: Any) -> bool:
     return t is None or pd.Timestamp(t) == pd.Timestamp(t).floor("h")
 
 
+# Bars per split (a whitelisted column: the key is never interpolated), from the hourly table or the events.
+_HOURLY_BARS = {by: f"""
+    SELECT date_trunc($bucket, hour) AS bucket, {by} AS series, sum(events)::BIGINT AS events
+    FROM ov_hourly WHERE ($since IS NULL OR hour >= $since) AND ($until IS NULL OR hour < $until)
+    GROUP BY ALL ORDER BY bucket, series""" for by in ("source", "category")}  # noqa: S608 (constant)
+_EVENT_BARS = {by: f"""
+    SELECT date_trunc($bucket, time) AS bucket, {by} AS series, count(*) AS events
+    FROM events WHERE ($since IS NULL OR time >= $since) AND ($until IS NULL OR time < $until)
+    GROUP BY ALL ORDER BY bucket, series""" for by in ("source", "category")}  # noqa: S608 (constant)
+
+
 def events_over_time(con: duckdb.DuckDBPyConnection, bucket: str, by: str, since: dt.datetime | None = None,
                      until: dt.datetime | None = None) -> pd.DataFrame:
     """Event counts per time bucket and per ``by`` (source or category), for events in [since, until).
@@ -102,17 +113,10 @@ def events_over_time(con: duckdb.DuckDBPyConnection, bucket: str, by: str, since
     Buckets of an hour or more over a range of whole hours come from ``ov_hourly``; others (minutes,
     or a range that cuts an hour) read the events themselves.
     """
-    col = {"source": "source", "category": "category"}[by]  # whitelisted column name, not user text
     params = {"bucket": bucket, "since": since, "until": until}
     if bucket in _COARSE and _on_hour(since) and _on_hour(until):
-        return _df(con, "ov_hourly", f"""
-            SELECT date_trunc($bucket, hour) AS bucket, {col} AS series, sum(events)::BIGINT AS events
-            FROM ov_hourly WHERE ($since IS NULL OR hour >= $since) AND ($until IS NULL OR hour < $until)
-            GROUP BY ALL ORDER BY bucket, series""", params)  # noqa: S608
-    return con.execute(f"""
-        SELECT date_trunc($bucket, time) AS bucket, {col} AS series, count(*) AS events
-        FROM events WHERE ($since IS NULL OR time >= $since) AND ($until IS NULL OR time < $until)
-        GROUP BY ALL ORDER BY bucket, series""", params).df()  # noqa: S608
+        return _df(con, "ov_hourly", _HOURLY_BARS[by], params)
+    return con.execute(_EVENT_BARS[by], params).df()
 
 
 def hygiene(con: duckdb.DuckDBPyConnection, max_ttl_s: float, revoke_grace_s: float) -> dict[str, int]:
@@ -142,4 +146,5 @@ def identity_figures(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
                count(*) FILTER (WHERE type <> 'human' AND identity NOT IN (SELECT identity FROM ov_owned WHERE identity IS NOT NULL))
                  AS nonhuman_no_owner
         FROM ov_identities""").fetchone()
+    assert row is not None  # an aggregate always returns one row
     return {"identities": int(row[0]), "nonhuman": int(row[1]), "nonhuman_no_owner": int(row[2])}

@@ -17,7 +17,7 @@ import orjson
 import pandas as pd
 import streamlit as st
 
-from analytics import allowed, graphs, inventory, overview, paths, triage
+from analytics import allowed, graphs, inventory, lookup, overview, paths, triage
 from dashboards.context import db_for, to_plain
 
 ACTION_CATEGORIES = ["tool_call", "api_activity"]
@@ -204,13 +204,8 @@ def identity_graph_json(lake: str, token: str, identity: str, since: dt.datetime
 # -- events --------------------------------------------------------------------------------
 @st.cache_data(ttl=TTL, show_spinner=False)
 def events_by_id(lake: str, token: str, event_ids: tuple[str, ...]) -> pd.DataFrame:
-    """The given events (for evidence tables), in time order."""
-    if not event_ids:
-        return pd.DataFrame()
-    return _df(lake, token, """
-        SELECT time, event_id, source, activity, actor_id, on_behalf_of, credential_id,
-               action_key AS action, resource, decision, outcome, task_id, src_workload, reason
-        FROM events WHERE list_contains($ids, event_id) ORDER BY time""", {"ids": list(event_ids)})
+    """The given events (for evidence tables), in time order (``analytics.lookup``: the id index's days only)."""
+    return _with(lake, token, lookup.events_by_id, list(event_ids))
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)
