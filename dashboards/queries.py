@@ -18,6 +18,7 @@ import pandas as pd
 import streamlit as st
 
 from analytics import allowed, graphs, inventory, lookup, overview, paths, triage
+from analytics.lake import window_files
 from dashboards.context import db_for, to_plain
 
 ACTION_CATEGORIES = ["tool_call", "api_activity"]
@@ -104,6 +105,17 @@ def search_identities(lake: str, token: str, text: str, limit: int = 50) -> pd.D
 
 
 _MINE = "(actor_id = $id OR target_id = $id OR on_behalf_of = $id)"
+_FAR_PAST, _FAR_FUTURE = dt.datetime(1970, 1, 1, tzinfo=dt.UTC), dt.datetime(2200, 1, 1, tzinfo=dt.UTC)
+
+
+def _in_window(lake: str, token: str, sql: str, params: dict[str, Any]) -> pd.DataFrame:
+    """Run ``sql``, which reads ``events_in($files)``, over the day files of [since, until] only (an open
+    bound reaches the lake's first or last day); a window with no files is empty."""
+    with db_for(lake, token).use() as con:
+        files = window_files(con, params.get("since") or _FAR_PAST, params.get("until") or _FAR_FUTURE)
+        if not files:
+            return pd.DataFrame()
+        return con.execute(sql, {**params, "files": files}).df()
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)
@@ -117,12 +129,12 @@ def identity_span(lake: str, token: str, identity: str) -> tuple[Any, Any]:
 def identity_timeline(lake: str, token: str, identity: str, since: dt.datetime | None,
                       until: dt.datetime | None, limit: int = 2000) -> pd.DataFrame:
     """The identity's events (as actor, subject or principal) in a window, newest first."""
-    return _df(lake, token, f"""
+    return _in_window(lake, token, f"""
         SELECT time, event_id, source, category, activity,
                CASE WHEN actor_id = $id THEN 'actor' WHEN target_id = $id THEN 'subject' ELSE 'on behalf of' END AS role,
                actor_id, on_behalf_of, credential_id, action_key AS action, resource, decision, outcome,
                task_id, src_workload
-        FROM events
+        FROM events_in($files)
         WHERE {_MINE} AND ($since IS NULL OR time >= $since) AND ($until IS NULL OR time <= $until)
         ORDER BY time DESC LIMIT $limit""",  # noqa: S608
         {"id": identity, "since": since, "until": until, "limit": limit})
@@ -132,21 +144,21 @@ def identity_timeline(lake: str, token: str, identity: str, since: dt.datetime |
 def identity_activity(lake: str, token: str, identity: str, since: dt.datetime | None,
                       until: dt.datetime | None) -> pd.DataFrame:
     """The identity's events per day and category."""
-    return _df(lake, token, f"""
-        SELECT date_trunc('day', time) AS day, category, count(*) AS events FROM events
+    return _in_window(lake, token, f"""
+        SELECT date_trunc('day', time) AS day, category, count(*) AS events FROM events_in($files)
         WHERE {_MINE} AND ($since IS NULL OR time >= $since) AND ($until IS NULL OR time <= $until)
         GROUP BY ALL ORDER BY day""", {"id": identity, "since": since, "until": until})  # noqa: S608
 
 
 # Credentials the identity held or presented (a role session belongs to the role it assumed).
 _CRED_IDS = """
-SELECT list(DISTINCT credential_id) FROM events
+SELECT list(DISTINCT credential_id) FROM events_in($files)
 WHERE credential_id IS NOT NULL AND (actor_id = $id OR (target_id = $id AND activity = 'role.assumed'))
   AND ($since IS NULL OR time >= $since) AND ($until IS NULL OR time <= $until)
 """
 # Credentials that carried a delegation to or from the identity.
 _DELEG_IDS = """
-SELECT list(DISTINCT credential_id) FROM events
+SELECT list(DISTINCT credential_id) FROM events_in($files)
 WHERE credential_id IS NOT NULL
   AND (actor_id = $id OR on_behalf_of = $id OR list_contains(delegation_chain, $id))
   AND (on_behalf_of IS NOT NULL OR len(coalesce(delegation_chain, [])) > 1)
@@ -156,9 +168,9 @@ WHERE credential_id IS NOT NULL
 
 def _ids(lake: str, token: str, sql: str, identity: str, since: dt.datetime | None,
          until: dt.datetime | None) -> list[str]:
-    with db_for(lake, token).use() as con:
-        row = con.execute(sql, {"id": identity, "since": since, "until": until}).fetchone()
-    return sorted(row[0] or []) if row else []
+    df = _in_window(lake, token, sql, {"id": identity, "since": since, "until": until})
+    ids = None if df.empty else df.iloc[0, 0]
+    return [] if ids is None else sorted(str(i) for i in ids)
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)
