@@ -14,7 +14,7 @@ from typing import Any
 
 import duckdb
 
-from analytics.lake import jsonable, materialize, rows, window_files
+from analytics.lake import jsonable, materialize, rows, view_filter, window_files
 from analytics.timeparse import iso, parse_instant
 
 LOOKBACK = dt.timedelta(minutes=5)
@@ -29,21 +29,23 @@ _MATCH = {
     (True, True): " AND (action = $action OR tool = $action) AND resource = $resource",
 }
 
-_DECISIONS = """
-SELECT event_id, time, decision, policy_id, policy_version, action, tool, resource, reason, credential_id,
-       on_behalf_of, trace_id, span_id, request_id
-FROM decisions_in($files)
-WHERE actor_id = $identity AND time >= $lo AND time <= $hi{match}
-ORDER BY time, event_id
-"""
+# Columns of the decisions and the actions shown as evidence, in this order.
+DECISION_COLS = ("event_id", "time", "decision", "policy_id", "policy_version", "action", "tool", "resource", "reason",
+                 "credential_id", "on_behalf_of", "trace_id", "span_id", "request_id")
+ACTION_COLS = ("event_id", "time", "activity", "action", "tool", "resource", "outcome", "decision", "credential_id",
+               "src_workload", "src_ip", "trace_id", "span_id")
+_COLS = ", ".join(dict.fromkeys((*DECISION_COLS, *ACTION_COLS)))
+_IS_DECISION, _IS_ACTION = view_filter("decisions"), view_filter("actions")
 
-_ACTIONS = """
-SELECT event_id, time, activity, action, tool, resource, outcome, decision, credential_id, src_workload, src_ip,
-       trace_id, span_id
-FROM actions_in($files)
-WHERE actor_id = $identity AND time >= $lo AND time <= $hi{match}
+# The identity's rows of the `decisions` and `actions` marts around t, from one scan of the window's day files
+# (each row flagged with the marts it belongs to, by the marts' own conditions): a query per mart decoded the
+# same row groups twice.
+_EVIDENCE = f"""
+SELECT ({_IS_DECISION}) AS is_decision, ({_IS_ACTION}) AS is_action, {_COLS}
+FROM events_in($files)
+WHERE actor_id = $identity AND time >= $lo AND time <= $hi{{match}} AND (({_IS_DECISION}) OR ({_IS_ACTION}))
 ORDER BY time, event_id
-"""
+"""  # noqa: S608 (the package's own view conditions and column names)
 
 # Credentials held (role sessions: by the role) or presented by the identity at or before t.
 _MINE = ("SELECT credential_id FROM credential_actors WHERE actor_h = hash($identity) AND actor = $identity"
@@ -58,13 +60,16 @@ WHERE actor_h = hash($identity) AND actor = $identity AND first_time <= $t AND i
 ORDER BY issued_at, credential_id
 """
 
-_DELEGATIONS = f"""
+# Delegations to the identity in force at t; kept if the identity held or presented their credential (`_MINE`).
+# Two small lookups: a semi-join on `_MINE` hashed all of a busy identity's credentials (tens of thousands).
+_DELEGATIONS = """
 SELECT delegator, delegation_chain, delegated_scope, credential_id, task_id, valid_from, valid_until, how
 FROM mat_delegations
-WHERE delegate_h = hash($identity) AND delegate = $identity AND credential_id IN ({_MINE})
+WHERE delegate_h = hash($identity) AND delegate = $identity
   AND valid_from <= $t AND (valid_until IS NULL OR $t < valid_until)
 ORDER BY valid_from, credential_id
-"""  # noqa: S608
+"""
+_MINE_OF = _MINE + " AND list_contains(CAST($cids AS VARCHAR[]), credential_id)"
 
 _POLICY = """
 SELECT policy_id, policy_version, in_force_from, in_force_until
@@ -142,6 +147,16 @@ def governing(decisions: list[dict[str, Any]], t: dt.datetime) -> dict[str, Any]
     return min(after, key=lambda d: (d["time"], d["event_id"])) if after else None
 
 
+def _delegations(con: duckdb.DuckDBPyConnection, identity: str, t: dt.datetime) -> list[dict[str, Any]]:
+    """Delegations to ``identity`` in force at ``t`` whose credential it held or presented by then."""
+    found = rows(con, _DELEGATIONS, {"identity": identity, "t": t})
+    if not found:
+        return []
+    cids = sorted({d["credential_id"] for d in found if d["credential_id"] is not None})
+    mine = {r[0] for r in con.execute(_MINE_OF, {"identity": identity, "t": t, "cids": cids}).fetchall()}
+    return [d for d in found if d["credential_id"] in mine]
+
+
 def allowed_at(
     con: duckdb.DuckDBPyConnection,
     identity: str,
@@ -159,8 +174,9 @@ def allowed_at(
         p["action"] = action
     if resource is not None:
         p["resource"] = resource
-    decisions = rows(con, _DECISIONS.format(match=match), p) if files else []
-    acts = rows(con, _ACTIONS.format(match=match), p) if files else []
+    evidence = rows(con, _EVIDENCE.format(match=match), p) if files else []
+    decisions = [{c: r[c] for c in DECISION_COLS} for r in evidence if r["is_decision"]]
+    acts = [{c: r[c] for c in ACTION_COLS} for r in evidence if r["is_action"]]
     gov = governing(decisions, t)
     if gov is not None:
         answer = "allowed" if gov["decision"] == "allow" else "denied"
@@ -174,7 +190,7 @@ def allowed_at(
     # Credential lifecycles come from the connection's materialized mart (built on first use).
     materialize(con)
     creds = rows(con, _CREDENTIALS, {"identity": identity, "t": t})
-    dels = rows(con, _DELEGATIONS, {"identity": identity, "t": t})
+    dels = _delegations(con, identity, t)
 
     prefer = gov["policy_id"] if gov else next((d["policy_id"] for d in decisions if d["policy_id"]), None)
     policy = rows(con, _POLICY.format(policy=" AND policy_id = $prefer" if prefer else ""),

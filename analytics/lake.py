@@ -58,6 +58,17 @@ def view_sql(name: str) -> str:
     return resources.files("analytics.views").joinpath(f"{name}.sql").read_text()
 
 
+def view_filter(name: str) -> str:
+    """The ``WHERE`` condition of a view that selects plain columns ``FROM events WHERE <condition>``.
+
+    A query reading ``events_in(files)`` once can then tell which rows each such view would return.
+    """
+    m = re.fullmatch(r"(?s).*\bFROM events\s+WHERE\s+(.+?)\s*", view_sql(name))
+    if m is None:
+        raise RuntimeError(f"view {name} must end with FROM events WHERE <condition>")
+    return m.group(1)
+
+
 def _duck_type(t: pa.DataType) -> str:
     if pa.types.is_timestamp(t):
         return "TIMESTAMPTZ"
