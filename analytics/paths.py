@@ -70,12 +70,32 @@ _ISSUANCES = f"""SELECT {_COLS} FROM {DAY_SCAN}
 WHERE credential_id IN (SELECT unnest($cids)) AND activity IN $issuing
   AND coalesce(outcome, 'success') <> 'failure'
 QUALIFY row_number() OVER (PARTITION BY credential_id ORDER BY time, event_id) = 1"""  # noqa: S608
-# SVID mints are few; they are copied once per connection (`path_svids`, sorted by SPIFFE ID) because a
-# "valid at t" lookup cannot be bounded in time (an SVID may never expire) and would open every earlier day.
-_SVIDS = f"""SELECT {_COLS} FROM events WHERE activity = 'svid.minted' ORDER BY actor_id, time"""  # noqa: S608
+# Every issuance record reduced to (hash of its credential, hash of its parent, day), cached per snapshot. The
+# lineage walk follows it (an in-memory lookup per level) to the days of all ancestors' issuances, then reads
+# those days once (`_ISSUANCES_H`), where a scan per level read the same day files again at every level.
+_ISSUING_SQL = ", ".join(f"'{a}'" for a in ISSUING)  # the constant activity names above
+_LINEAGE = f"""SELECT DISTINCT hash(credential_id) AS h,
+  CASE WHEN credential_parent_id IS NOT NULL THEN hash(credential_parent_id) END AS parent_h, day
+FROM raw_events WHERE credential_id IS NOT NULL AND activity IN ({_ISSUING_SQL})
+  AND coalesce(outcome, 'success') <> 'failure' ORDER BY h"""  # noqa: S608 (constants)
+CACHEABLE["path_lineage"] = _LINEAGE
+_LINEAGE_BUILT: weakref.WeakSet[duckdb.DuckDBPyConnection] = weakref.WeakSet()
+_LINEAGE_ROOTS = """SELECT h, parent_h, day FROM path_lineage
+WHERE list_contains(list_transform(CAST($cids AS VARCHAR[]), lambda c: hash(c)), h)"""
+_LINEAGE_UP = "SELECT h, parent_h, day FROM path_lineage WHERE list_contains(CAST($hs AS UBIGINT[]), h)"
+_ISSUANCES_H = f"""SELECT {_COLS} FROM {DAY_SCAN}
+WHERE list_contains(CAST($hs AS UBIGINT[]), hash(credential_id)) AND activity IN $issuing
+  AND coalesce(outcome, 'success') <> 'failure'
+QUALIFY row_number() OVER (PARTITION BY credential_id ORDER BY time, event_id) = 1"""  # noqa: S608
+# SVID mints are few; they are copied once per connection (`path_svids`) because a "valid at t" lookup cannot be
+# bounded in time (an SVID may never expire) and would open every earlier day. Sorted by `actor_h = hash(actor_id)`:
+# the join's key range prunes to the probes' row groups, where SPIFFE ID statistics (8-byte prefixes) prune none.
+_SVIDS = f"""SELECT hash(actor_id) AS actor_h, {_COLS} FROM events WHERE activity = 'svid.minted'
+ORDER BY actor_h, actor_id, time"""  # noqa: S608
 CACHEABLE["path_svids"] = _SVIDS
-_SVID = f"""SELECT p.path_key, s.* FROM {_probe(spiffe="VARCHAR", t="TIMESTAMPTZ")} p JOIN path_svids s
-  ON s.actor_id = p.spiffe AND s.time <= p.t AND (s.credential_expires_at IS NULL OR s.credential_expires_at > p.t)
+_SVID = f"""SELECT p.path_key, s.* EXCLUDE (actor_h) FROM {_probe(spiffe="VARCHAR", t="TIMESTAMPTZ")} p JOIN path_svids s
+  ON s.actor_h = hash(p.spiffe) AND s.actor_id = p.spiffe AND s.time <= p.t
+  AND (s.credential_expires_at IS NULL OR s.credential_expires_at > p.t)
 QUALIFY row_number() OVER (PARTITION BY p.path_key
   ORDER BY (s.credential_type = 'x509_svid') DESC NULLS LAST, s.time DESC, s.event_id) = 1"""  # noqa: S608
 _SVIDS_BUILT: weakref.WeakSet[duckdb.DuckDBPyConnection] = weakref.WeakSet()
@@ -272,12 +292,44 @@ def _issuances(con: duckdb.DuckDBPyConnection, cids: Iterable[str], known: dict[
     known.update({c: got.get(c) for c in todo})
 
 
+def _prefetch_lineage(con: duckdb.DuckDBPyConnection, cids: Iterable[str], known: dict[str, Row | None]) -> None:
+    """Add to ``known`` the first successful issuance of each credential and of its ancestors (``_issuances``'s
+    rows), reading the day files of all their issuances in one scan.
+
+    ``path_lineage`` names, per credential hash, every parent hash and day of its issuance records; following
+    parent hashes from ``cids`` reaches every ancestor's hash (collisions only add some), so the days read hold
+    every issuance record of each credential returned: its first is the lake-wide first. A credential of
+    ``cids`` with none returned has no issuance record (None); an ancestor not returned is left to ``_issuances``.
+    """
+    todo = sorted({c for c in cids if c not in known})
+    if not todo:
+        return
+    if con not in _LINEAGE_BUILT:
+        cached_table(con, "path_lineage")  # a scan of the issuance records (~3 s on 10M events), cached per snapshot
+        _LINEAGE_BUILT.add(con)
+    reached: set[int] = set()
+    days: set[str] = set()
+    found = con.execute(_LINEAGE_ROOTS, {"cids": todo}).fetchall()
+    for level in range(MAX_LINEAGE + 1):
+        reached.update(h for h, _, _ in found)
+        days.update(d for *_, d in found if d is not None)  # files outside day directories: always read
+        up = {p for _, p, _ in found if p is not None} - reached
+        if not up or level == MAX_LINEAGE:
+            break
+        found = con.execute(_LINEAGE_UP, {"hs": sorted(up)}).fetchall()
+    files = day_files(con, days) if reached else []
+    got = {r["credential_id"]: r for r in rows(con, _ISSUANCES_H, {"hs": sorted(reached), "issuing": list(ISSUING),
+                                                                      "files": files})} if files else {}
+    known.update(got)
+    known.update({c: None for c in todo if c not in got})
+
+
 # --- the steps, each over all paths of a batch -------------------------------------------------------------
 
 def _lineage(con: duckdb.DuckDBPyConnection, paths: list[_Builder], known: dict[str, Row | None]) -> None:
     """Walk credential_parent_id from each action's credential up to its root authentication, one level of
-    every path per query."""
-    _issuances(con, (b.action["credential_id"] for b in paths if b.action.get("credential_id")), known)
+    every path at a time (the issuance records of every level read at once, by ``_prefetch_lineage``)."""
+    _prefetch_lineage(con, (b.action["credential_id"] for b in paths if b.action.get("credential_id")), known)
     walks: list[tuple[_Builder, Row, set[str]]] = []  # (path, credential record reached, credentials seen)
     for b in paths:
         issuance = _first_hop(b, known)
