@@ -65,7 +65,8 @@ def _probe(**cols: str) -> str:
 _WINDOW = {"lo": "TIMESTAMPTZ", "hi": "TIMESTAMPTZ"}
 
 _KEY_DAYS = "SELECT day FROM key_days WHERE h IN (SELECT hash(unnest($keys)))"  # day_files dedups
-_BY_IDS = f"SELECT {_COLS} FROM {DAY_SCAN} WHERE event_id IN (SELECT unnest($ids))"  # noqa: S608 (constant)
+_BY_IDS = f"""SELECT {_COLS} FROM {DAY_SCAN}
+WHERE list_contains(CAST($ids AS VARCHAR[]), event_id)"""  # noqa: S608 (constant; a filter of the scan, no join)
 _ISSUANCES = f"""SELECT {_COLS} FROM {DAY_SCAN}
 WHERE credential_id IN (SELECT unnest($cids)) AND activity IN $issuing
   AND coalesce(outcome, 'success') <> 'failure'
@@ -93,12 +94,19 @@ QUALIFY row_number() OVER (PARTITION BY credential_id ORDER BY time, event_id) =
 _SVIDS = f"""SELECT hash(actor_id) AS actor_h, {_COLS} FROM events WHERE activity = 'svid.minted'
 ORDER BY actor_h, actor_id, time"""  # noqa: S608
 CACHEABLE["path_svids"] = _SVIDS
-_SVID = f"""SELECT p.path_key, s.* EXCLUDE (actor_h) FROM {_probe(spiffe="VARCHAR", t="TIMESTAMPTZ")} p JOIN path_svids s
-  ON s.actor_h = hash(p.spiffe) AND s.actor_id = p.spiffe AND s.time <= p.t
+_SVID_SQL = f"""SELECT p.path_key, s.* EXCLUDE (actor_h) FROM {_probe(spiffe="VARCHAR", t="TIMESTAMPTZ")} p
+  JOIN path_svids s ON s.actor_h = hash(p.spiffe) AND s.actor_id = p.spiffe AND s.time <= p.t{{recent}}
   AND (s.credential_expires_at IS NULL OR s.credential_expires_at > p.t)
 QUALIFY row_number() OVER (PARTITION BY p.path_key
   ORDER BY (s.credential_type = 'x509_svid') DESC NULLS LAST, s.time DESC, s.event_id) = 1"""  # noqa: S608
-_SVIDS_BUILT: weakref.WeakSet[duckdb.DuckDBPyConnection] = weakref.WeakSet()
+_SVID = _SVID_SQL.format(recent="")
+# When every SVID expires, none minted more than the longest lifetime before t is still valid at t: the join
+# then reads only the mints of that span (a workload has tens of thousands of SVIDs).
+_SVID_RECENT = _SVID_SQL.format(recent=" AND s.time >= p.t - to_microseconds($life_us)")
+_SVID_LIFE = """SELECT max(epoch_us(credential_expires_at) - epoch_us(time)),
+  count(*) FILTER (WHERE credential_expires_at IS NULL) FROM path_svids"""
+# Per connection: the longest SVID lifetime in µs, or None when some SVID never expires (no bound).
+_SVIDS_BUILT: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, int | None] = weakref.WeakKeyDictionary()
 # Window joins: each probe row carries its own [lo, hi]; the scan covers the day files of all the windows.
 _DEC_SPAN = f"""SELECT p.path_key, {_E_COLS} FROM {DAY_SCAN} e JOIN {_probe(trace="VARCHAR", span="VARCHAR", **_WINDOW)} p
   ON e.trace_id = p.trace AND e.span_id = p.span AND e.time BETWEEN p.lo AND p.hi
@@ -414,9 +422,12 @@ def _svids(con: duckdb.DuckDBPyConnection, paths: list[_Builder]) -> None:
         return
     if con not in _SVIDS_BUILT:
         cached_table(con, "path_svids")  # a full scan (4-6 s on 10M events), cached per snapshot
-        _SVIDS_BUILT.add(con)
-    probe = {"spiffe": [wl for _, wl in asks], "t": [b.action["time"] for b, _ in asks]}
-    found = _per_probe(con, _SVID, probe, len(asks))
+        life, forever = con.execute(_SVID_LIFE).fetchone() or (None, 0)
+        _SVIDS_BUILT[con] = None if forever else life
+    probe: dict[str, Any] = {"spiffe": [wl for _, wl in asks], "t": [b.action["time"] for b, _ in asks]}
+    life = _SVIDS_BUILT[con]
+    found = _per_probe(con, _SVID, probe, len(asks)) if life is None else \
+        _per_probe(con, _SVID_RECENT, {**probe, "life_us": life}, len(asks))
     for (b, wl), svid in zip(asks, found, strict=True):
         if not svid:
             b.missing.append(f"no SVID valid at the time for workload {wl}")

@@ -358,3 +358,17 @@ def test_detect_retries_alone_what_a_failed_batch_did_not_build(alert_lake: Path
     res = run(DetectSettings(lake_dir=alert_lake))
     assert len(res.new_alerts) >= 2
     assert _evidence_paths(res) == _one_by_one(alert_lake, res)
+
+
+def test_svid_that_never_expires_is_found_long_after_its_mint(tmp_path: Path) -> None:
+    """The SVID join is bounded by the longest SVID lifetime only when every SVID expires."""
+    day = 86_400
+    con = connect(make_lake(tmp_path / "lake", [
+        ev("spire:forever", 0, "svid.minted", WL, credential_id="x-f", credential_type="x509_svid"),
+        ev("spire:short", 50, "svid.minted", WL, credential_id="j-s", credential_type="jwt_svid",
+           credential_expires_at=at(350)),
+        ev("mcp:late", 10 * day, "tool.invoked", WL, src_workload=WL, tool="t.s"),
+    ]))
+    got = decision_path(con, "mcp:late")
+    assert ("spire:forever", "mcp:late", "workload_svid", SVID_HOW) in {
+        (x.src, x.dst, x.kind, x.how) for x in got.links}
