@@ -15,7 +15,7 @@ import duckdb
 import networkx as nx
 import orjson
 
-from analytics.lake import BY_FILES, materialize, rows, window_files
+from analytics.lake import BY_FILES, materialize, window_files
 from analytics.timeparse import iso, parse_instant
 from ingest.errors import ConfigError
 
@@ -94,10 +94,41 @@ def _scalar(v: Any) -> Any:
     return v
 
 
+def _iso_sql(col: str) -> str:
+    """SQL giving ``analytics.timeparse.iso`` of a TIMESTAMPTZ column (UTC session): the fraction only when non-zero."""
+    us = f"((epoch_us({col}) % 1000000 + 1000000) % 1000000)"
+    return (f"strftime({col}, '%Y-%m-%dT%H:%M:%S') || CASE WHEN {us} = 0 THEN '' "
+            f"ELSE '.' || lpad({us}::VARCHAR, 6, '0') END || 'Z'")
+
+
+def _ordered(q: str) -> str:
+    """An edge query with its times also as ISO text, in one order whatever the scan order (threads, files),
+    so that exports and merged "how" texts are reproducible. Every row gets the 10th (detail) column."""
+    n = 10 if "'decided'" in q else 9
+    cols = ", ".join(f"c{i}" for i in range(n))
+    detail = "c9" if n == 10 else "NULL"
+    return (f"SELECT c0, c1, c2, c3, c4, c5, c6, c7, c8, {detail}, {_iso_sql('c7')}, {_iso_sql('c8')} "  # noqa: S608
+            f"FROM ({q}) t({cols}) ORDER BY ALL")  # (the module's own edge queries)
+
+
+_ORDERED_QUERIES = tuple(_ordered(q) for q in _EDGE_QUERIES)
+_CREDENTIAL_ATTRS = f"""
+SELECT credential_id, credential_type,
+       array_to_string(list_transform(scope, lambda x: coalesce(x, 'None')), ' ') AS scope,
+       {_iso_sql('issued_at')} AS issued_at, {_iso_sql('expires_at')} AS expires_at,
+       {_iso_sql('revoked_at')} AS revoked_at
+FROM credentials WHERE credential_id IN (SELECT unnest($ids))"""  # noqa: S608 (constant)
+
+
 def build_graph(edges: list[tuple[Any, ...]], identity: str) -> nx.MultiDiGraph:
-    """A typed, counted MultiDiGraph from edge rows (pure: no I/O)."""
+    """A typed, counted MultiDiGraph from edge rows (pure: no I/O).
+
+    A row is (src_type, src, dst_type, dst, kind, how, count, first, last[, detail[, first_iso, last_iso]]);
+    rows of one edge (same ends and key) are merged: counts added, the earliest first and latest last kept.
+    """
     g = nx.MultiDiGraph(identity=identity)
     g.add_node(f"identity:{identity}", type="identity", label=identity)
+    span: dict[tuple[str, str, str], list[Any]] = {}  # merged edges' [first, last], compared as times, not text
     for row in edges:
         st, s, tt, t, kind, how, count, first, last = row[:9]
         if s is None or t is None:
@@ -106,21 +137,30 @@ def build_graph(edges: list[tuple[Any, ...]], identity: str) -> nx.MultiDiGraph:
         for nid, typ, lab in ((a, st, s), (b, tt, t)):
             if nid not in g:
                 g.add_node(nid, type=typ, label=str(lab))
-        key = kind if len(row) < 10 or row[9] is None else f"{kind}:{row[9]}"
+        detail = row[9] if len(row) >= 10 else None
+        key = kind if detail is None else f"{kind}:{detail}"
         if g.has_edge(a, b, key):
             e = g.edges[a, b, key]
             e["count"] += int(count)
-            e["first_seen"] = min(e["first_seen"], iso(first) or "")
-            e["last_seen"] = max(e["last_seen"], iso(last) or "")
+            sp = span.setdefault((a, b, key), [_parse(e["first_seen"]), _parse(e["last_seen"])])
+            sp[0] = first if sp[0] is None or (first is not None and first < sp[0]) else sp[0]
+            sp[1] = last if sp[1] is None or (last is not None and last > sp[1]) else sp[1]
             if how not in e["how"].split("; "):
                 e["how"] += "; " + how
         else:
-            attrs = {"kind": kind, "how": how, "count": int(count), "first_seen": iso(first) or "",
-                     "last_seen": iso(last) or ""}
-            if len(row) >= 10 and row[9] is not None:
-                attrs["decision"] = row[9]
+            f_iso, l_iso = (row[10], row[11]) if len(row) >= 12 else (iso(first), iso(last))
+            attrs = {"kind": kind, "how": how, "count": int(count), "first_seen": f_iso or "",
+                     "last_seen": l_iso or ""}
+            if detail is not None:
+                attrs["decision"] = detail
             g.add_edge(a, b, key=key, **attrs)
+    for (a, b, key), (first, last) in span.items():
+        g.edges[a, b, key].update(first_seen=iso(first) or "", last_seen=iso(last) or "")
     return g
+
+
+def _parse(text: str) -> dt.datetime | None:
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
 
 
 def identity_graph(
@@ -139,21 +179,20 @@ def identity_graph(
         views = {v: f"{v}_in($files)" for v in BY_FILES}
     edges: list[tuple[Any, ...]] = []
     if p.get("files") != []:  # (files outside any day directory are always listed)
-        for q in _EDGE_QUERIES:
+        for q in _ORDERED_QUERIES:
             for v, src in views.items():
                 q = q.replace("{" + v + "}", src)
             edges += con.execute(q, p).fetchall()
-    # One order whatever the scan order (threads, files): exports and merged "how" texts are reproducible.
-    edges.sort(key=lambda r: tuple("" if v is None else str(v) for v in r))
     g = build_graph(edges, identity)
     creds = [n[len("credential:"):] for n, d in g.nodes(data=True) if d["type"] == "credential"]
     if creds:
         # The materialized mart (built once per connection) joined to the id list: an agent holds thousands.
         materialize(con)
-        for c in rows(con, "SELECT credential_id, credential_type, scope, issued_at, expires_at, revoked_at "
-                           "FROM credentials WHERE credential_id IN (SELECT unnest($ids))", {"ids": sorted(creds)}):
-            cid = c.pop("credential_id")
-            g.nodes[f"credential:{cid}"].update({k: _scalar(v) for k, v in c.items() if v is not None})
+        cur = con.execute(_CREDENTIAL_ATTRS, {"ids": sorted(creds)})
+        names = [d[0] for d in cur.description][1:]
+        nodes = g.nodes
+        for cid, *vals in cur.fetchall():
+            nodes[f"credential:{cid}"].update({k: v for k, v in zip(names, vals, strict=True) if v is not None})
     return g
 
 

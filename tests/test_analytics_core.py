@@ -350,3 +350,18 @@ def test_key_index_and_day_macros_find_what_the_views_find(tmp_path):
         whole = sorted(map(repr, c.execute(f"SELECT * FROM {v}").fetchall()))  # noqa: S608
         assert sorted(map(repr, c.execute(f"SELECT * FROM {v}_in($f)", {"f": files}).fetchall())) == whole  # noqa: S608
     assert key_days(c, "no-such-id") == []
+
+
+def test_build_graph_merges_rows_of_one_edge_by_time_not_text():
+    import datetime as dt
+
+    from analytics.graphs import build_graph
+
+    t = dt.datetime(2026, 11, 2, 14, 3, 7, tzinfo=dt.UTC)
+    half = t + dt.timedelta(microseconds=500_000)
+    # ISO text sorts "…07.500000Z" before "…07Z"; the merged edge must still start at 07 and end at 07.5
+    rows = [("identity", "a", "tool", "x", "invoked", "one", 2, half, half),
+            ("identity", "a", "tool", "x", "invoked", "two", 3, t, t)]
+    e = build_graph(rows, "a").edges["identity:a", "tool:x", "invoked"]
+    assert (e["count"], e["how"]) == (5, "one; two")
+    assert (e["first_seen"], e["last_seen"]) == ("2026-11-02T14:03:07Z", "2026-11-02T14:03:07.500000Z")
