@@ -134,21 +134,19 @@ def cmd_produce(args: argparse.Namespace) -> int:
 def cmd_compact(args: argparse.Namespace) -> int:
     res: dict[str, Any] = dict(_lake(args).compact())
     if not args.no_marts and (Path(args.lake) / "events").exists():
-        from analytics import overview
-        from analytics.lake import index_keys, mart_cache_dir, materialize
+        from analytics import snapshot
+        from analytics.lake import mart_cache_dir
 
-        # Compaction makes a new snapshot; compute its marts, id index and overview aggregates now so the next
-        # query (and the dashboard's first render) only loads them.
+        # Compaction makes a new snapshot; prepare its caches now (marts, id index, overview aggregates, path
+        # tables) so the next query and the dashboard's first render only load them.
         t0 = time.perf_counter()
         con = _connect(args)
-        materialize(con)
-        index_keys(con)
-        overview.prepare(con)
+        snapshot.prepare(con)
         res["marts_seconds"] = round(time.perf_counter() - t0, 3)
         res["marts"] = str(mart_cache_dir(con))
     _emit_json(res) if args.json else print(
         f"compacted {res['days']} days: {res['files_before']} → {res['files_after']} files"
-        + (f"; credential marts cached in {res['marts_seconds']:.1f}s" if "marts_seconds" in res else ""))
+        + (f"; snapshot caches prepared in {res['marts_seconds']:.1f}s" if "marts_seconds" in res else ""))
     return 0
 
 

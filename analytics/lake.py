@@ -29,6 +29,7 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+from deltalake import DeltaTable
 
 from ingest.events import SCHEMA
 from ingest.lake import Lake
@@ -119,11 +120,15 @@ def _by_schema(con: duckdb.DuckDBPyConnection, files: list[str]) -> list[list[st
     return list(groups.values())
 
 
-def connect(lake_dir: str | Path, memory_limit: str = "2GB", threads: int | None = None) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection with the analytics views over the lake's current snapshot."""
+def connect(lake_dir: str | Path, memory_limit: str = "2GB", threads: int | None = None,
+            version: int | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection with the analytics views over the lake's current snapshot (or the events
+    table's snapshot at ``version``, e.g. the newest one whose caches are prepared: ``ready_versions``)."""
     con = duckdb.connect(config={"memory_limit": memory_limit, **({"threads": threads} if threads else {})})
     con.execute("SET TimeZone = 'UTC'")
     table = Lake(lake_dir).events_table()
+    if table is not None and version is not None and version != table.version():
+        table = DeltaTable(str(Path(lake_dir) / "events"), version=version)
     # File list and version from one snapshot: the mart cache is keyed by the version the views read.
     files = list(table.file_uris()) if table is not None else []
     _SNAPSHOT[con] = (Path(lake_dir), table.version() if table is not None else -1)
@@ -224,6 +229,35 @@ def cached_table(con: duckdb.DuckDBPyConnection, name: str) -> None:
             _save_cached(con, cache, (name,), (stem,))
 
 
+READY = "READY"  # in a snapshot's cache directory: every table `analytics.snapshot.prepare` makes is there
+
+
+def mark_ready(con: duckdb.DuckDBPyConnection) -> None:
+    """Record that this connection's snapshot has all its caches, and drop older snapshots' caches (best effort)."""
+    cache = mart_cache_dir(con)
+    if cache is None:
+        return
+    try:
+        (cache / READY).touch()
+        mine = cache.name.split("-")[0]
+        for old in cache.parent.iterdir():
+            if old.name.startswith("v") and old.name != cache.name and old.name.split("-")[0] <= mine:
+                shutil.rmtree(old, ignore_errors=True)
+    except OSError as e:
+        log.info("could not mark %s ready (%s)", cache, e)
+
+
+def ready_versions(lake_dir: str | Path) -> list[int]:
+    """Events versions of this lake whose caches are prepared for the running code, oldest first."""
+    root = Path(lake_dir) / MART_CACHE
+    suffix = f"-{_mart_fingerprint()}"
+    try:
+        return sorted(int(d.name[1:-len(suffix)]) for d in root.iterdir()
+                      if d.name.startswith("v") and d.name.endswith(suffix) and (d / READY).is_file())
+    except (OSError, ValueError):
+        return []
+
+
 def _load_cached(con: duckdb.DuckDBPyConnection, cache: Path, names: tuple[str, ...],
                  stems: tuple[str, ...] | None = None) -> bool:
     """Load these tables from the snapshot's cache if all are there; False (none trusted) otherwise."""
@@ -257,7 +291,10 @@ def _save_cached(con: duckdb.DuckDBPyConnection, cache: Path, names: tuple[str, 
         mine = cache.name.split("-")[0]
         for old in cache.parent.iterdir():
             # Older snapshots, and this snapshot under other SQL; a newer snapshot's cache is another reader's.
-            if old.name.startswith("v") and old.name != cache.name and old.name.split("-")[0] <= mine:
+            # A prepared (READY) older snapshot stays until a newer one is prepared: it is what a dashboard
+            # serves meanwhile (see `mark_ready`).
+            if (old.name.startswith("v") and old.name != cache.name and old.name.split("-")[0] <= mine
+                    and not (old / READY).exists()):
                 shutil.rmtree(old, ignore_errors=True)
     except (duckdb.Error, OSError) as e:
         tmp.unlink(missing_ok=True)

@@ -20,7 +20,7 @@ if _ROOT not in sys.path:
 
 import streamlit as st  # noqa: E402
 
-from dashboards.context import lake_dir  # noqa: E402
+from dashboards.context import lake_dir, serving  # noqa: E402
 
 # A local file: emoji and material page icons make the browser fetch the favicon from a CDN.
 _ICON = Path(__file__).with_name("favicon.png")
@@ -57,6 +57,9 @@ pages = [
 nav = st.navigation(pages)
 with st.sidebar:
     st.caption(f"Lake: `{lake}`")
+    if (now := serving(lake)).behind:
+        st.caption(f"Showing events as of commit {int(now.version)}, {now.behind} commit(s) behind the newest, "
+                   "which is being indexed in the background: it appears on a later refresh.")
     if _auth_required() and st.user.is_logged_in:
         st.caption(f"Signed in as {st.user.get('email') or st.user.get('name')}")
         st.button("Sign out", on_click=st.logout)

@@ -2,6 +2,14 @@
 
 The lake comes from ``--lake DIR`` after ``--`` on the ``streamlit run`` command line, else from
 ``DECISIONPATH_LAKE``, else ``./lake``; it is read on every run, never at import time.
+
+Which events snapshot the pages read (``serving``): the newest one, once its caches are prepared
+(``analytics.snapshot``). A newer snapshot than the newest prepared one is prepared in a background
+thread; a page waits up to ``DECISIONPATH_PREPARE_WAIT`` seconds (default 3) for it and otherwise reads
+the newest prepared snapshot, saying how many commits behind it is. A small lake is prepared within the
+wait, so its pages are always current; a large one under continuous ingest (10M events: ~2 minutes of
+whole-lake aggregates per new snapshot) stays responsive and catches up. With no prepared snapshot at
+all the pages read the newest one and build what they need themselves.
 """
 
 from __future__ import annotations
@@ -19,10 +27,12 @@ from typing import Any
 import duckdb
 import streamlit as st
 
-from analytics.lake import connect
+from analytics import snapshot
+from analytics.lake import connect, ready_versions
 
 LAKE_ENV = "DECISIONPATH_LAKE"
 MEMORY_LIMIT_ENV = "DECISIONPATH_MEMORY_LIMIT"
+PREPARE_WAIT_ENV = "DECISIONPATH_PREPARE_WAIT"
 # Delta tables whose newest commit makes up the lake state token.
 STATE_TABLES = ("events", "alerts", "triage")
 
@@ -44,13 +54,75 @@ def table_version(lake: str, table: str) -> str:
         return "-"
 
 
+@dataclass(frozen=True)
+class Serving:
+    """The events snapshot the pages read: its commit (``-``: no events table) and how far behind the newest."""
+
+    version: str
+    behind: int = 0
+
+
+_PREP_LOCK = threading.Lock()
+_PREPARING: dict[tuple[str, int], threading.Thread] = {}  # one attempt per snapshot (a read-only lake fails once)
+_WAITED: set[tuple[str, int]] = set()
+
+
+def _memory_limit() -> str:
+    return os.environ.get(MEMORY_LIMIT_ENV, "2GB")
+
+
+def _prepare(lake: str, version: int) -> None:
+    try:
+        con = connect(lake, memory_limit=_memory_limit(), version=version)
+        try:
+            snapshot.prepare(con)
+        finally:
+            con.close()
+    except Exception as e:  # noqa: BLE001 - a failed preparation only means pages build what they need
+        print(f"decisionpath: could not prepare snapshot {version} of {lake}: {e}", file=sys.stderr)
+
+
+def _preparing(lake: str, version: int) -> threading.Thread:
+    with _PREP_LOCK:
+        t = _PREPARING.get((lake, version))
+        if t is None:
+            t = threading.Thread(target=_prepare, args=(lake, version), daemon=True,
+                                 name=f"decisionpath-prepare-{version}")
+            _PREPARING[(lake, version)] = t
+            t.start()
+        return t
+
+
+def serving(lake: str) -> Serving:
+    """The snapshot to read now (see the module docstring)."""
+    lake = str(lake)
+    newest = table_version(lake, "events")
+    if newest == "-":
+        return Serving(newest)
+    v = int(newest)
+    ready = ready_versions(lake)
+    if ready and ready[-1] >= v:
+        return Serving(newest)
+    t = _preparing(lake, v)
+    if not ready:
+        return Serving(newest)  # nothing prepared to fall back on: the pages build what they need
+    if (lake, v) not in _WAITED:  # the first reader after a new commit waits a little; later ones do not
+        _WAITED.add((lake, v))
+        t.join(float(os.environ.get(PREPARE_WAIT_ENV, "3")))
+    if not t.is_alive() and v in ready_versions(lake):
+        return Serving(newest)
+    return Serving(f"{ready[-1]:020d}", behind=v - ready[-1])
+
+
 def lake_token(lake: str) -> str:
-    """Cheap fingerprint of the lake's state: the newest Delta commit of each table the pages read.
+    """Cheap fingerprint of the lake's state: the commit of each table the pages read (for ``events``, the
+    snapshot being served).
 
     Cached queries take it as an argument, so new events, alerts or triage marks show up on the
     next rerun without re-reading anything when nothing changed.
     """
-    return ";".join(f"{t}={table_version(lake, t)}" for t in STATE_TABLES)
+    return ";".join(f"{t}={serving(lake).version if t == 'events' else table_version(lake, t)}"
+                    for t in STATE_TABLES)
 
 
 def events_token(token: str) -> str:
@@ -73,8 +145,10 @@ class Db:
 
 @st.cache_resource(max_entries=2, show_spinner=False)
 def get_db(lake: str, events_version: str) -> Db:
-    """One ``analytics.lake`` connection per events snapshot, shared by every session (read-only use)."""
-    return Db(connect(lake, memory_limit=os.environ.get(MEMORY_LIMIT_ENV, "2GB")), threading.Lock())
+    """One ``analytics.lake`` connection per events snapshot (``events=<commit>``), shared by every session."""
+    commit = events_version.split("=", 1)[-1]
+    version = int(commit) if commit.isdigit() else None
+    return Db(connect(lake, memory_limit=_memory_limit(), version=version), threading.Lock())
 
 
 def db_for(lake: str, token: str) -> Db:

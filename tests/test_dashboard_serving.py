@@ -1,0 +1,99 @@
+"""Which events snapshot the dashboard reads: the newest once prepared, else the newest prepared one meanwhile."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from analytics import snapshot
+from analytics.lake import MART_CACHE, connect, materialize, ready_versions
+from dashboards import context
+from tests.analytics_factory import append_events, ev
+
+ALICE = "alice@corp.example"
+
+
+def _grow(lake, n: int, tag: str) -> None:
+    append_events(lake, [ev(f"test:{tag}{i}", i, "token.issued", ALICE, credential_id=f"jti-{tag}{i}")
+                         for i in range(n)], app_id=f"test-{tag}")
+
+
+def _events(con) -> int:
+    return con.execute("SELECT count(*) FROM events").fetchone()[0]
+
+
+@pytest.fixture
+def lake(tmp_path):
+    d = tmp_path / "lake"
+    _grow(d, 3, "a")  # events version 0
+    return d
+
+
+def test_connect_reads_the_snapshot_it_is_given(lake):
+    _grow(lake, 2, "b")
+    assert _events(connect(lake)) == 5
+    assert _events(connect(lake, version=0)) == 3
+    assert _events(connect(lake, version=1)) == 5
+
+
+def test_a_prepared_snapshot_stays_until_a_newer_one_is_prepared(lake):
+    snapshot.prepare(connect(lake))
+    assert ready_versions(lake) == [0]
+    _grow(lake, 2, "b")
+    materialize(connect(lake))  # the newer snapshot's marts are cached, but it is not prepared
+    assert ready_versions(lake) == [0]
+    assert len(list((lake / MART_CACHE).iterdir())) == 2
+    snapshot.prepare(connect(lake))
+    assert ready_versions(lake) == [1]
+    assert len(list((lake / MART_CACHE).iterdir())) == 1  # the older one is dropped
+
+
+def test_serving_waits_for_a_quick_preparation_and_reads_the_newest(lake, monkeypatch):
+    monkeypatch.setenv(context.PREPARE_WAIT_ENV, "60")
+    assert context.serving(lake) == context.Serving(f"{0:020d}")  # nothing prepared yet: the newest, built on use
+    context._PREPARING[(str(lake), 0)].join(60)
+    assert ready_versions(lake) == [0]
+    _grow(lake, 2, "b")
+    assert context.serving(lake) == context.Serving(f"{1:020d}")  # prepared within the wait
+    assert ready_versions(lake) == [1]
+
+
+def test_serving_a_slow_snapshot_reads_the_prepared_one_meanwhile(lake, monkeypatch):
+    snapshot.prepare(connect(lake))
+    _grow(lake, 2, "b")
+    release = threading.Event()
+    real = snapshot.prepare
+
+    def slow(con):  # type: ignore[no-untyped-def]
+        release.wait(60)
+        real(con)
+
+    monkeypatch.setattr(snapshot, "prepare", slow)
+    monkeypatch.setenv(context.PREPARE_WAIT_ENV, "0.2")
+    stale = context.serving(lake)
+    assert stale == context.Serving(f"{0:020d}", behind=1)
+    token = context.lake_token(str(lake))
+    assert token.startswith(f"events={0:020d};")
+    assert _events(context.get_db(str(lake), context.events_token(token)).con) == 3  # what the pages read
+    assert context.serving(lake) == stale  # later readers do not wait again
+    release.set()
+    context._PREPARING[(str(lake), 1)].join(60)
+    assert context.serving(lake) == context.Serving(f"{1:020d}")
+    token = context.lake_token(str(lake))
+    assert _events(context.get_db(str(lake), context.events_token(token)).con) == 5
+
+
+def test_a_snapshot_that_cannot_be_prepared_is_tried_once(lake, monkeypatch, capsys):
+    calls = []
+
+    def broken(con):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        raise OSError("read-only file system")
+
+    monkeypatch.setattr(snapshot, "prepare", broken)
+    for _ in range(3):
+        assert context.serving(lake) == context.Serving(f"{0:020d}")
+        context._PREPARING[(str(lake), 0)].join(60)
+    assert calls == [1]
+    assert "could not prepare snapshot 0" in capsys.readouterr().err
