@@ -14,7 +14,7 @@ from typing import Any
 
 import duckdb
 
-from analytics.lake import jsonable, materialize, rows, view_filter, window_files
+from analytics.lake import credential_actors, jsonable, rows, view_filter, window_files
 from analytics.timeparse import iso, parse_instant
 
 LOOKBACK = dt.timedelta(minutes=5)
@@ -188,7 +188,7 @@ def allowed_at(
         answer, why = "unknown", "no authorization decision and no matching action around that instant"
 
     # Credential lifecycles come from the connection's materialized mart (built on first use).
-    materialize(con)
+    credential_actors(con)  # (and the marts it joins)
     creds = rows(con, _CREDENTIALS, {"identity": identity, "t": t})
     dels = _delegations(con, identity, t)
 

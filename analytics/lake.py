@@ -190,6 +190,7 @@ ORDER BY actor_h, actor, credential_id
 _MATERIALIZED: weakref.WeakSet[duckdb.DuckDBPyConnection] = weakref.WeakSet()
 _SNAPSHOT: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, tuple[Path, int]] = weakref.WeakKeyDictionary()
 MART_TABLES: tuple[str, ...] = ("mat_credentials", "mat_policy_versions", "credential_actors", "mat_delegations")
+_CORE_MARTS: tuple[str, ...] = ("mat_credentials", "mat_policy_versions", "mat_delegations")  # `materialize`
 MART_CACHE = "marts"  # under the lake directory: <lake>/marts/v<events version>-<SQL fingerprint>/<table>.parquet
 # (the marts below and the `key_days` index)
 log = logging.getLogger(__name__)
@@ -308,20 +309,37 @@ def materialize(con: duckdb.DuckDBPyConnection) -> None:
     """Compute the whole-lake marts once on this connection (idempotent); later queries read them from memory.
 
     ``credentials`` (and so ``credentials_for`` / ``delegations_for``), ``delegations`` (sorted by delegate) and
-    ``policy_versions`` are replaced by in-memory tables of the same rows; ``credential_actors`` lists who held
-    or presented each credential (role sessions: the role), since when, with the credential's lifecycle columns.
-    The snapshot is the connection's, so nothing goes stale; the tables are cached per snapshot (``MART_CACHE``).
+    ``policy_versions`` are replaced by in-memory tables of the same rows. The snapshot is the connection's, so
+    nothing goes stale; the tables are cached per snapshot (``MART_CACHE``). ``credential_actors`` is made on
+    demand (``credential_actors``): only point-in-time answers read it.
     """
     if con in _MATERIALIZED:
         return
     cache = mart_cache_dir(con)
-    if cache is None or not _load_cached(con, cache, MART_TABLES):
+    if cache is None or not _load_cached(con, cache, _CORE_MARTS):
         _compute_marts(con)
         if cache is not None:
-            _save_cached(con, cache, MART_TABLES)
+            _save_cached(con, cache, _CORE_MARTS)
     _shadow(con)
     con.execute("CREATE OR REPLACE TEMP VIEW delegations AS SELECT * EXCLUDE (delegate_h) FROM mat_delegations")
     _MATERIALIZED.add(con)
+
+
+_ACTORS: weakref.WeakSet[duckdb.DuckDBPyConnection] = weakref.WeakSet()
+
+
+def credential_actors(con: duckdb.DuckDBPyConnection) -> None:
+    """Make the ``credential_actors`` table (who held or presented each credential, since when, with the
+    credential's lifecycle columns; sorted by ``hash(actor)``) exist on this connection, cached per snapshot."""
+    if con in _ACTORS:
+        return
+    materialize(con)
+    cache = mart_cache_dir(con)
+    if cache is None or not _load_cached(con, cache, ("credential_actors",)):
+        con.execute(f"CREATE OR REPLACE TEMP TABLE credential_actors AS {_CREDENTIAL_ACTORS}")  # noqa: S608 (constant)
+        if cache is not None:
+            _save_cached(con, cache, ("credential_actors",))
+    _ACTORS.add(con)
 
 
 def _shadow(con: duckdb.DuckDBPyConnection) -> None:
@@ -338,7 +356,6 @@ def _compute_marts(con: duckdb.DuckDBPyConnection) -> None:
     # Sorted by hash(delegate), as `credential_actors` by hash(actor): one identity's delegations, one segment.
     con.execute("CREATE OR REPLACE TEMP TABLE mat_delegations AS "
                 "SELECT hash(delegate) AS delegate_h, * FROM delegations ORDER BY delegate_h, delegate, credential_id")
-    con.execute(f"CREATE OR REPLACE TEMP TABLE credential_actors AS {_CREDENTIAL_ACTORS}")  # noqa: S608 (constant)
 
 
 # Intermediates that several detectors read: each is computed once per connection, when a query first names it.

@@ -13,7 +13,7 @@ from __future__ import annotations
 import duckdb
 
 from analytics import overview, paths  # noqa: F401 (paths registers its cached tables)
-from analytics.lake import cached_table, index_keys, mark_ready, materialize
+from analytics.lake import cached_table, credential_actors, index_keys, mark_ready, materialize
 
 PATH_TABLES = ("path_lineage", "path_svids")
 
@@ -21,6 +21,7 @@ PATH_TABLES = ("path_lineage", "path_svids")
 def prepare(con: duckdb.DuckDBPyConnection) -> None:
     """Make every snapshot cache exist for this connection's snapshot, then mark the snapshot ready."""
     materialize(con)
+    credential_actors(con)
     index_keys(con)
     overview.prepare(con)
     for name in PATH_TABLES:

@@ -127,6 +127,10 @@ def test_compact_cli_caches_the_new_snapshots_marts(scenario, tmp_path):
     version = Lake(lake_dir).events_table().version()
     assert out["marts"].rsplit("/", 1)[1].startswith(f"v{version:012d}-")  # the snapshot after compaction
     cached = {p.name for p in (marts / out["marts"].rsplit("/", 1)[1]).iterdir()}
-    assert {n for n in cached if not n.startswith("key_days-")} == {
-        "mat_credentials.parquet", "mat_policy_versions.parquet", "credential_actors.parquet", "mat_delegations.parquet"}
-    assert len(cached) == 5  # and the id index, key_days-<SQL digest>.parquet
+    # every snapshot cache (analytics.snapshot.prepare): marts, id index, overview aggregates, path tables
+    assert {n for n in cached if "-" not in n} == {
+        "mat_credentials.parquet", "mat_policy_versions.parquet", "credential_actors.parquet", "mat_delegations.parquet",
+        "READY"}
+    assert sorted(n.split("-")[0] for n in cached if "-" in n) == [
+        "key_days", "ov_agent_credentials", "ov_hourly", "ov_identities", "ov_mediated", "ov_owned", "path_lineage",
+        "path_svids"]
