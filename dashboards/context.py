@@ -72,6 +72,10 @@ def _memory_limit() -> str:
 
 
 def _prepare(lake: str, version: int) -> None:
+    try:  # below the pages' priority: DuckDB's worker threads, created by `connect` here, inherit it (Linux)
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+    except (AttributeError, OSError):
+        pass
     try:
         con = connect(lake, memory_limit=_memory_limit(), version=version)
         try:
