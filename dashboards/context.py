@@ -5,7 +5,7 @@ The lake comes from ``--lake DIR`` after ``--`` on the ``streamlit run`` command
 
 Which events snapshot the pages read (``serving``): the newest one, once its caches are prepared
 (``analytics.snapshot``). A newer snapshot than the newest prepared one is prepared in a background
-thread; a page waits up to ``DECISIONPATH_PREPARE_WAIT`` seconds (default 3) for it and otherwise reads
+thread; a page waits up to ``DECISIONPATH_PREPARE_WAIT`` seconds (default 1) for it and otherwise reads
 the newest prepared snapshot, saying how many commits behind it is. A small lake is prepared within the
 wait, so its pages are always current; a large one under continuous ingest (10M events: ~2 minutes of
 whole-lake aggregates per new snapshot) stays responsive and catches up. With no prepared snapshot at
@@ -112,7 +112,7 @@ def serving(lake: str) -> Serving:
         return Serving(newest)  # nothing prepared to fall back on: the pages build what they need
     if (lake, v) not in _WAITED:  # the first reader after a new commit waits a little; later ones do not
         _WAITED.add((lake, v))
-        t.join(float(os.environ.get(PREPARE_WAIT_ENV, "3")))
+        t.join(float(os.environ.get(PREPARE_WAIT_ENV, "1")))
     if not t.is_alive() and v in ready_versions(lake):
         return Serving(newest)
     return Serving(f"{ready[-1]:020d}", behind=v - ready[-1])
