@@ -106,6 +106,7 @@ class KafkaCollector:
         self._error_since: float | None = None   # first of a run of failed polls
         self._resume: dict[Any, Resume] = {}     # per assigned partition: its incarnation and floor
         self._last_id_check = 0.0
+        self._topic_ids: dict[Any, str] = {}      # the topic id each partition was last read under (kept on revoke)
 
     def stop(self) -> None:
         """Ask ``run()`` to flush what it holds and return (safe from a signal handler)."""
@@ -153,6 +154,13 @@ class KafkaCollector:
             self._start(tp, resolve(self.lake, self.s.group, tp.topic, tp.partition, self._topic_id(tp.topic)))
 
     def _start(self, tp: Any, r: Resume) -> None:
+        before = self._topic_ids.get(tp)
+        if before is not None and r.topic_id is not None and before != r.topic_id:
+            # seen by the id watch below, or by a rebalance after the broker came back with the new topic
+            self.log(f"{tp.topic}/{tp.partition}: topic recreated (topic id {before} -> {r.topic_id}); reading the "
+                     "new topic from its beginning")
+        if r.topic_id is not None:
+            self._topic_ids[tp] = r.topic_id
         if r.adopted_from:
             self.log(f"{tp.topic}/{tp.partition}: continuing the lake's progress recorded as {r.adopted_from} "
                      f"(before topic ids were tracked) for topic id {r.topic_id}")
@@ -188,9 +196,7 @@ class KafkaCollector:
                 self.log(f"{where}: topic not found on the broker ({why}); waiting for it")
                 self._consumer.seek_to_beginning(tp)
                 continue
-            if tid is not None and tid != old.topic_id:
-                self.log(f"{where}: topic recreated (topic id {old.topic_id} -> {tid}); reading the new topic "
-                         "from its beginning")
+            if tid is not None and tid != old.topic_id:  # (_start says so)
                 self._start(tp, resolve(self.lake, self.s.group, tp.topic, tp.partition, tid))
                 continue
             pos = self._consumer.position(tp) if positions[tp] is None else positions[tp]
