@@ -40,10 +40,15 @@ def test_per_identity_and_time_bounded_queries_prune_row_groups(big):
 
 
 @pytest.mark.slow
-def test_allowed_at_agrees_with_generator_truth(scenario, tmp_path):
+@pytest.mark.parametrize("seed", [7, 11, 23])  # every seed the tests generate scenarios with
+def test_allowed_at_agrees_with_generator_truth(seed, scenario, tmp_path):
     from ingest.collect_files import ingest_files
     from ingest.lake import Lake
+    from sample_data.generator import generate
 
+    if seed != 7:  # the session's `scenario` is seed 7
+        scenario = tmp_path / "gen"
+        generate(scenario, seed=seed, scale=3000)
     lake = Lake(tmp_path / "lake")
     ingest_files([scenario], lake)
     con = connect(lake.root)
