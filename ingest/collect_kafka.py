@@ -170,7 +170,7 @@ class KafkaCollector:
         else:
             self._consumer.seek(tp, r.seek_to)
 
-    def _reposition(self, positions: dict[Any, Any], why: str) -> None:
+    def _reposition(self, positions: dict[Any, Any], why: str) -> set[Any]:
         """The broker says a partition's position is no longer in its log: find out why and go on.
 
         The topic was recreated (a new topic id): read the new incarnation from its beginning.
@@ -179,42 +179,61 @@ class KafkaCollector:
         broker reports no ids): a new epoch, read from the beginning (the lake drops event ids it
         already holds). Whatever this partition holds in memory is committed first, under the
         incarnation it was read from.
+
+        Returns the partitions repositioned. A broker that fails these calls leaves a partition as it
+        was: its next fetch or id check brings it here again.
         """
-        self._consumer._client.cluster.request_update()
-        self._consumer.topics()  # a metadata round trip: the topic id below is the broker's current one
+        from kafka.errors import KafkaError
+
+        done: set[Any] = set()
+        try:
+            self._consumer._client.cluster.request_update()
+            self._consumer.topics()  # a metadata round trip: the topic id below is the broker's current one
+        except KafkaError as e:
+            self.log(f"could not read the topics' metadata to examine {why} ({e}); retrying")
+            return done
         for tp in positions:
             if tp not in self._resume:
                 continue
-            self._flush(tp)
-            self._pipe.drain()
-            old = self._resume[tp]
-            tid = self._topic_id(tp.topic)
-            where = f"{tp.topic}/{tp.partition}"
-            if tid is None and old.topic_id is not None:
-                # deleted and not (yet) recreated: read what appears; once the broker reports the new
-                # topic's id, _recreated starts it again from its beginning under that id
-                self.log(f"{where}: topic not found on the broker ({why}); waiting for it")
-                self._consumer.seek_to_beginning(tp)
+            try:
+                self._reposition_one(tp, positions[tp], why)
+            except KafkaError as e:
+                self.log(f"{tp.topic}/{tp.partition}: could not examine {why} ({e}); retrying")
                 continue
-            if tid is not None and tid != old.topic_id:  # (_start says so)
-                self._start(tp, resolve(self.lake, self.s.group, tp.topic, tp.partition, tid))
-                continue
-            pos = self._consumer.position(tp) if positions[tp] is None else positions[tp]
-            pos = getattr(pos, "offset", pos)
-            start = self._consumer.beginning_offsets([tp]).get(tp, 0)
-            if pos is not None and pos < start:
-                self.log(f"{where}: offsets {pos}..{start - 1} were deleted by the broker's retention before "
-                         f"they were read; they are lost upstream (raise the topic's retention or run the collector "
-                         f"more often). Going on from offset {start}")
-                self._consumer.seek(tp, start)
-                continue
-            has_progress = self.lake.progress(old.app_id).resume_after is not None
-            new = next_epoch(old, self.s.group, tp.topic, tp.partition) if has_progress else \
-                Resume(old.app_id, old.topic_id, old.epoch, None, verify=False)
-            self.log(f"{where}: the log no longer holds offset {pos} ({why}): it was reset or truncated "
-                     f"under us. Reading it again from its beginning as {new.app_id}; events already in the lake are "
-                     "recognised by event id")
-            self._start(tp, new)
+            done.add(tp)
+        return done
+
+    def _reposition_one(self, tp: Any, position: Any, why: str) -> None:
+        self._flush(tp)
+        self._pipe.drain()
+        old = self._resume[tp]
+        tid = self._topic_id(tp.topic)
+        where = f"{tp.topic}/{tp.partition}"
+        if tid is None and old.topic_id is not None:
+            # deleted and not (yet) recreated: read what appears; once the broker reports the new
+            # topic's id, _recreated starts it again from its beginning under that id
+            self.log(f"{where}: topic not found on the broker ({why}); waiting for it")
+            self._consumer.seek_to_beginning(tp)
+            return
+        if tid is not None and tid != old.topic_id:  # (_start says so)
+            self._start(tp, resolve(self.lake, self.s.group, tp.topic, tp.partition, tid))
+            return
+        pos = self._consumer.position(tp) if position is None else position
+        pos = getattr(pos, "offset", pos)
+        start = self._consumer.beginning_offsets([tp]).get(tp, 0)
+        if pos is not None and pos < start:
+            self.log(f"{where}: offsets {pos}..{start - 1} were deleted by the broker's retention before "
+                     f"they were read; they are lost upstream (raise the topic's retention or run the collector "
+                     f"more often). Going on from offset {start}")
+            self._consumer.seek(tp, start)
+            return
+        has_progress = self.lake.progress(old.app_id).resume_after is not None
+        new = next_epoch(old, self.s.group, tp.topic, tp.partition) if has_progress else \
+            Resume(old.app_id, old.topic_id, old.epoch, None, verify=False)
+        self.log(f"{where}: the log no longer holds offset {pos} ({why}): it was reset or truncated "
+                 f"under us. Reading it again from its beginning as {new.app_id}; events already in the lake are "
+                 "recognised by event id")
+        self._start(tp, new)
 
     def _on_revoked(self, partitions: Sequence[Any]) -> None:
         for tp in partitions:
@@ -397,8 +416,7 @@ class KafkaCollector:
         tid = self._topic_id(tp.topic)
         if r is None or tid is None or r.topic_id is None or tid == r.topic_id:
             return False
-        self._reposition({tp: None}, "topic id changed")
-        return True
+        return tp in self._reposition({tp: None}, "topic id changed")
 
     def _assigned(self) -> bool:
         try:
