@@ -303,7 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = common(sub.add_parser("compact", help="rewrite each day of events sorted by identity then time"))
     c.add_argument("--no-marts", action="store_true",
-                   help="skip computing the new snapshot's credential marts (then the next query computes them)")
+                   help="skip preparing the new snapshot's caches: credential marts, id index, overview and path "
+                        "tables (then the next query builds what it needs)")
     c.set_defaults(func=cmd_compact)
 
     de = common(sub.add_parser("detect", help="run detections incrementally; new alerts go to the lake"))

@@ -85,15 +85,6 @@ _EDGE_QUERIES: tuple[str, ...] = (
 )
 
 
-def _scalar(v: Any) -> Any:
-    """GraphML-safe attribute value."""
-    if isinstance(v, dt.datetime):
-        return iso(v)
-    if isinstance(v, list | tuple):
-        return " ".join(str(x) for x in v)
-    return v
-
-
 def _iso_sql(col: str) -> str:
     """SQL giving ``analytics.timeparse.iso`` of a TIMESTAMPTZ column (UTC session): the fraction only when non-zero."""
     us = f"((epoch_us({col}) % 1000000 + 1000000) % 1000000)"

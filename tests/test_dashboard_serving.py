@@ -19,6 +19,11 @@ def _grow(lake, n: int, tag: str) -> None:
                          for i in range(n)], app_id=f"test-{tag}")
 
 
+def _join(lake) -> None:
+    """Wait for the lake's running (or last) preparation."""
+    context._RUNNING[str(lake)][1].join(60)
+
+
 def _events(con) -> int:
     return con.execute("SELECT count(*) FROM events").fetchone()[0]
 
@@ -51,8 +56,8 @@ def test_a_prepared_snapshot_stays_until_a_newer_one_is_prepared(lake):
 
 def test_serving_waits_for_a_quick_preparation_and_reads_the_newest(lake, monkeypatch):
     monkeypatch.setenv(context.PREPARE_WAIT_ENV, "60")
-    assert context.serving(lake) == context.Serving(f"{0:020d}")  # nothing prepared yet: the newest, built on use
-    context._PREPARING[(str(lake), 0)].join(60)
+    # nothing prepared yet: the first page waits for the first preparation, then reads the newest
+    assert context.serving(lake) == context.Serving(f"{0:020d}")
     assert ready_versions(lake) == [0]
     _grow(lake, 2, "b")
     assert context.serving(lake) == context.Serving(f"{1:020d}")  # prepared within the wait
@@ -78,7 +83,7 @@ def test_serving_a_slow_snapshot_reads_the_prepared_one_meanwhile(lake, monkeypa
     assert _events(context.get_db(str(lake), context.events_token(token)).con) == 3  # what the pages read
     assert context.serving(lake) == stale  # later readers do not wait again
     release.set()
-    context._PREPARING[(str(lake), 1)].join(60)
+    _join(lake)
     assert context.serving(lake) == context.Serving(f"{1:020d}")
     token = context.lake_token(str(lake))
     assert _events(context.get_db(str(lake), context.events_token(token)).con) == 5
@@ -94,6 +99,35 @@ def test_a_snapshot_that_cannot_be_prepared_is_tried_once(lake, monkeypatch, cap
     monkeypatch.setattr(snapshot, "prepare", broken)
     for _ in range(3):
         assert context.serving(lake) == context.Serving(f"{0:020d}")
-        context._PREPARING[(str(lake), 0)].join(60)
     assert calls == [1]
     assert "could not prepare snapshot 0" in capsys.readouterr().err
+
+
+def test_one_preparation_at_a_time_then_the_newest(lake, monkeypatch):
+    snapshot.prepare(connect(lake))
+    _grow(lake, 2, "b")
+    release = threading.Event()
+    real = snapshot.prepare
+    started = []
+
+    def slow(con):  # type: ignore[no-untyped-def]
+        started.append(1)
+        release.wait(60)
+        real(con)
+
+    monkeypatch.setattr(snapshot, "prepare", slow)
+    monkeypatch.setenv(context.PREPARE_WAIT_ENV, "0.1")
+    assert context.serving(lake) == context.Serving(f"{0:020d}", behind=1)  # preparing commit 1
+    _grow(lake, 2, "c")
+    _grow(lake, 2, "d")
+    # commits 2 and 3 arrive: the prepared snapshot 0 is served, and no second preparation starts meanwhile
+    assert context.serving(lake) == context.Serving(f"{0:020d}", behind=3)
+    assert len(started) == 1 and context._RUNNING[str(lake)][0] == 1
+    release.set()
+    _join(lake)
+    assert ready_versions(lake) == [1]
+    context.serving(lake)  # the next page run starts the newest snapshot's preparation
+    assert context._RUNNING[str(lake)][0] == 3
+    _join(lake)
+    assert ready_versions(lake) == [3] and len(started) == 2
+    assert context.serving(lake) == context.Serving(f"{3:020d}")
