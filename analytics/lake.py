@@ -222,8 +222,12 @@ def cached_table(con: duckdb.DuckDBPyConnection, name: str) -> None:
     """``CREATE TEMP TABLE name AS CACHEABLE[name]`` over this connection's snapshot, loaded from the snapshot's
     cache when a connection already computed it (the file name carries a digest of the SQL, so other SQL
     never matches)."""
+    _cached(con, name, f"{name}-{hashlib.sha256(CACHEABLE[name].encode()).hexdigest()[:10]}")
+
+
+def _cached(con: duckdb.DuckDBPyConnection, name: str, stem: str) -> None:
+    """``CREATE TEMP TABLE name AS CACHEABLE[name]``, loaded from or saved to ``<cache>/<stem>.parquet``."""
     cache = mart_cache_dir(con)
-    stem = f"{name}-{hashlib.sha256(CACHEABLE[name].encode()).hexdigest()[:10]}"
     if cache is None or not _load_cached(con, cache, (name,), (stem,)):
         con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {CACHEABLE[name]}")  # noqa: S608 (registered constant)
         if cache is not None:
@@ -240,12 +244,19 @@ def mark_ready(con: duckdb.DuckDBPyConnection) -> None:
         return
     try:
         (cache / READY).touch()
-        mine = cache.name.split("-")[0]
-        for old in cache.parent.iterdir():
-            if old.name.startswith("v") and old.name != cache.name and old.name.split("-")[0] <= mine:
-                shutil.rmtree(old, ignore_errors=True)
+        _prune(cache, keep_ready=False)
     except OSError as e:
         log.info("could not mark %s ready (%s)", cache, e)
+
+
+def _prune(cache: Path, keep_ready: bool) -> None:
+    """Drop the caches of older snapshots, and of this snapshot under other SQL (a newer snapshot's cache is another
+    reader's); with ``keep_ready``, a prepared one stays: it is what a dashboard serves meanwhile (``mark_ready``)."""
+    mine = cache.name.split("-")[0]
+    for old in cache.parent.iterdir():
+        if (old.name.startswith("v") and old.name != cache.name and old.name.split("-")[0] <= mine
+                and not (keep_ready and (old / READY).exists())):
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def ready_versions(lake_dir: str | Path) -> list[int]:
@@ -289,14 +300,7 @@ def _save_cached(con: duckdb.DuckDBPyConnection, cache: Path, names: tuple[str, 
         for name, stem in zip(names, stems or names, strict=True):
             con.table(name).write_parquet(str(tmp), compression="zstd")
             os.replace(tmp, cache / f"{stem}.parquet")
-        mine = cache.name.split("-")[0]
-        for old in cache.parent.iterdir():
-            # Older snapshots, and this snapshot under other SQL; a newer snapshot's cache is another reader's.
-            # A prepared (READY) older snapshot stays until a newer one is prepared: it is what a dashboard
-            # serves meanwhile (see `mark_ready`).
-            if (old.name.startswith("v") and old.name != cache.name and old.name.split("-")[0] <= mine
-                    and not (old / READY).exists()):
-                shutil.rmtree(old, ignore_errors=True)
+        _prune(cache, keep_ready=True)
     except (duckdb.Error, OSError) as e:
         tmp.unlink(missing_ok=True)
         log.info("could not cache %s in %s (%s); the next connection recomputes them", ", ".join(names), cache, e)
@@ -326,6 +330,7 @@ def materialize(con: duckdb.DuckDBPyConnection) -> None:
 
 
 _ACTORS: weakref.WeakSet[duckdb.DuckDBPyConnection] = weakref.WeakSet()
+CACHEABLE["credential_actors"] = _CREDENTIAL_ACTORS
 
 
 def credential_actors(con: duckdb.DuckDBPyConnection) -> None:
@@ -333,12 +338,8 @@ def credential_actors(con: duckdb.DuckDBPyConnection) -> None:
     credential's lifecycle columns; sorted by ``hash(actor)``) exist on this connection, cached per snapshot."""
     if con in _ACTORS:
         return
-    materialize(con)
-    cache = mart_cache_dir(con)
-    if cache is None or not _load_cached(con, cache, ("credential_actors",)):
-        con.execute(f"CREATE OR REPLACE TEMP TABLE credential_actors AS {_CREDENTIAL_ACTORS}")  # noqa: S608 (constant)
-        if cache is not None:
-            _save_cached(con, cache, ("credential_actors",))
+    materialize(con)  # it joins the in-memory credentials
+    _cached(con, "credential_actors", "credential_actors")  # its name is in the mart fingerprint
     _ACTORS.add(con)
 
 
