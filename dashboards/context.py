@@ -50,7 +50,9 @@ def table_version(lake: str, table: str) -> str:
     """The newest Delta commit of one table (``-`` when the table does not exist yet)."""
     log = Path(lake) / table / "_delta_log"
     try:
-        return max((p.name.split(".")[0] for p in log.iterdir() if p.name.endswith(".json")), default="-")
+        # commit files only (`<20 digits>.json`): a stray file in the log must not pass for a version
+        return max((p.name[:-5] for p in log.iterdir() if p.name.endswith(".json") and p.name[:-5].isdigit()),
+                   default="-")
     except OSError:
         return "-"
 

@@ -131,3 +131,9 @@ def test_one_preparation_at_a_time_then_the_newest(lake, monkeypatch):
     _join(lake)
     assert ready_versions(lake) == [3] and len(started) == 2
     assert context.serving(lake) == context.Serving(f"{3:020d}")
+
+
+def test_a_stray_file_in_the_delta_log_is_not_a_version(lake):
+    (lake / "events" / "_delta_log" / "notes.json").write_text("{}")
+    assert context.table_version(str(lake), "events") == f"{0:020d}"
+    assert context.serving(lake).version == f"{0:020d}"
