@@ -66,8 +66,9 @@ def prepare(con: duckdb.DuckDBPyConnection, names: tuple[str, ...] = TABLES) -> 
 
 
 def _exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
-    row = con.execute("SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name = $n", {"n": name}).fetchone()
-    return bool(row and row[0])
+    rows = con.execute("SELECT 1 FROM duckdb_tables() WHERE temporary AND table_name = $n "
+                       "UNION ALL SELECT 1 FROM duckdb_views() WHERE view_name = $n", {"n": name}).fetchall()
+    return bool(rows)
 
 
 def _df(con: duckdb.DuckDBPyConnection, table: str, sql: str, params: dict[str, Any] | None = None) -> pd.DataFrame:

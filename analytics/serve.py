@@ -81,7 +81,7 @@ def check_address(address: str, allow_unauthenticated: bool, files: Sequence[Pat
 def streamlit_command(lake_dir: str | Path, port: int, address: str) -> list[str]:
     """The ``streamlit run`` command line for the dashboard."""
     return [
-        sys.executable, "-m", "streamlit", "run", str(APP),
+        sys.executable, "-m", "dashboards.server", "run", str(APP),  # `streamlit run`, with a warm-up beside it
         "--server.headless", "true",
         "--server.address", address,
         "--server.port", str(port),

@@ -1,11 +1,14 @@
 """Point-in-time query latency on one lake: ``allowed_at`` and ``decision_path`` over N random queries.
 
-    .venv/bin/python -m benchmarks.query_latency --lake /tmp/an1m-lake [-n 200] [--seed 7] [--json]
+    .venv/bin/python -m benchmarks.query_latency --lake /tmp/an1m-lake [-n 200] [--seed 7]
+        [--cached memory|files] [--json]
 
 Queries are drawn with a fixed seed from the lake's own actions (identity, time, action key, and the
 event id for paths), so two runs on the same lake ask the same questions. One connection is opened
 (not timed) and reused; the first ``--warmup`` queries of each kind are run but not counted (the very first
-call builds the connection's materialized marts / id index and is reported apart as ``first_ms``).
+call loads or builds the connection's marts / id index and is reported apart as ``first_ms``). ``--cached``
+says how the snapshot's cached tables are read: loaded into memory (default: a process answering many
+questions) or as files (the one-shot CLI and the dashboard: a fast first call, slower repeated ones).
 Reports median, p95, min and max in milliseconds. No assertions: targets live in docs/analytics.md.
 """
 
@@ -56,7 +59,7 @@ def timed(warmup: int, calls: list[Callable[[], Any]]) -> tuple[list[float], flo
     return out, first
 
 
-def run(lake: Path, n: int, seed: int, warmup: int, kinds: Sequence[str]) -> dict[str, Any]:
+def run(lake: Path, n: int, seed: int, warmup: int, kinds: Sequence[str], cached: str = "memory") -> dict[str, Any]:
     """Sample queries from the lake, time them, and return the summary per query kind."""
     import datetime as dt
 
@@ -65,14 +68,14 @@ def run(lake: Path, n: int, seed: int, warmup: int, kinds: Sequence[str]) -> dic
     from analytics.paths import decision_path
 
     t0 = time.perf_counter()
-    con = connect(lake)
+    con = connect(lake, cached=cached)
     connect_s = time.perf_counter() - t0
     population = con.execute(_SAMPLE).fetchall()
     events = (con.execute("SELECT count(*) FROM events").fetchone() or (0,))[0]
     rng = random.Random(seed)
     picks = rng.sample(population, min(n + warmup, len(population)))
     res: dict[str, Any] = {"lake": str(lake), "events": events, "queries": n, "seed": seed, "warmup": warmup,
-                           "connect_s": round(connect_s, 3)}
+                           "cached": cached, "connect_s": round(connect_s, 3)}
     if "allowed" in kinds:
         # Half ask about the exact instant and action, half about a shifted instant with no action filter.
         calls: list[Callable[[], Any]] = []
@@ -96,13 +99,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--only", choices=("allowed", "path"), action="append")
+    ap.add_argument("--cached", choices=("memory", "files"), default="memory",
+                    help="how the snapshot's cached tables are read (analytics.lake.connect): loaded once, as a "
+                         "long-lived process answering many questions would (default), or as files, as the "
+                         "one-shot CLI and the dashboard do")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
-    res = run(a.lake, a.n, a.seed, a.warmup, a.only or ("allowed", "path"))
+    res = run(a.lake, a.n, a.seed, a.warmup, a.only or ("allowed", "path"), a.cached)
     if a.json:
         print(json.dumps(res))
     else:
-        print(f"lake {res['lake']}: {res['events']} events, connect {res['connect_s']} s, "
+        print(f"lake {res['lake']}: {res['events']} events, cached tables in {res['cached']}, connect {res['connect_s']} s, "
               f"{res['queries']} queries (seed {res['seed']}, {res['warmup']} warm-up)")
         for k in ("allowed_at", "decision_path"):
             if k in res:

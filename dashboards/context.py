@@ -20,6 +20,7 @@ import os
 import sys
 import threading
 from collections.abc import Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -163,12 +164,52 @@ class Db:
             yield self.con
 
 
-@st.cache_resource(max_entries=2, show_spinner=False)
-def get_db(lake: str, events_version: str) -> Db:
-    """One ``analytics.lake`` connection per events snapshot (``events=<commit>``), shared by every session."""
+def _open_db(lake: str, events_version: str) -> Db:
     commit = events_version.split("=", 1)[-1]
     version = int(commit) if commit.isdigit() else None
     return Db(connect(lake, memory_limit=_memory_limit(), version=version), threading.Lock())
+
+
+_WARM_LOCK = threading.Lock()
+_WARM: dict[tuple[str, str], Future[Db]] = {}  # connections opened at server start, for the first page to take
+
+
+def warm_up(lake: str) -> None:
+    """At server start (``dashboards.server``), beside Streamlit's own start-up: import the pages' libraries and
+    open the connection the first page will ask for, so the first visitor does not wait for either."""
+    import altair  # noqa: F401  (the pages' heavy imports, kept in sys.modules for every later run)
+    import networkx  # noqa: F401
+
+    from dashboards import graph_view, queries  # noqa: F401
+
+    if table_version(lake, "events") == "-":
+        return
+    key = (lake, events_token(lake_token(lake)))
+    fut: Future[Db] = Future()
+    with _WARM_LOCK:
+        if key in _WARM:
+            return
+        _WARM[key] = fut
+    try:
+        fut.set_result(_open_db(*key))
+    except Exception as e:  # noqa: BLE001 - the page then opens its own and shows the error itself
+        fut.set_exception(e)
+
+
+@st.cache_resource(max_entries=2, show_spinner=False)
+def get_db(lake: str, events_version: str) -> Db:
+    """One ``analytics.lake`` connection per events snapshot (``events=<commit>``), shared by every session
+    (the one ``warm_up`` opened at server start, when it is for this snapshot)."""
+    with _WARM_LOCK:
+        warm = _WARM.pop((lake, events_version), None)
+        for k in [k for k in _WARM if k[0] == lake]:  # an older snapshot's: nobody will ask for it
+            _WARM.pop(k)
+    if warm is not None:
+        try:
+            return warm.result()
+        except Exception:  # noqa: BLE001 - opened again below, so the page shows the error
+            pass
+    return _open_db(lake, events_version)
 
 
 def db_for(lake: str, token: str) -> Db:

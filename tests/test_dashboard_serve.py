@@ -51,7 +51,7 @@ def test_public_address_allowed_with_oidc_configured(tmp_path):
 def test_streamlit_command_is_headless_without_telemetry(tmp_path):
     cmd = serve.streamlit_command(tmp_path / "lake", 8765, "127.0.0.1")
     joined = " ".join(cmd)
-    assert cmd[1:4] == ["-m", "streamlit", "run"] and cmd[4].endswith("dashboards/app.py")
+    assert cmd[1:4] == ["-m", "dashboards.server", "run"] and cmd[4].endswith("dashboards/app.py")
     for flag in ("--server.headless true", "--browser.gatherUsageStats false", "--server.address 127.0.0.1",
                  "--server.port 8765"):
         assert flag in joined

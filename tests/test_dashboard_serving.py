@@ -50,8 +50,29 @@ def test_a_prepared_snapshot_stays_until_a_newer_one_is_prepared(lake):
     assert ready_versions(lake) == [0]
     assert len(list((lake / MART_CACHE).iterdir())) == 2
     snapshot.prepare(connect(lake))
-    assert ready_versions(lake) == [1]
-    assert len(list((lake / MART_CACHE).iterdir())) == 1  # the older one is dropped
+    # the previous prepared snapshot stays: connections reading its cache as files may still be on it
+    assert ready_versions(lake) == [0, 1]
+    assert len(list((lake / MART_CACHE).iterdir())) == 2
+    _grow(lake, 2, "c")
+    snapshot.prepare(connect(lake))
+    assert ready_versions(lake) == [1, 2]
+    assert len(list((lake / MART_CACHE).iterdir())) == 2  # older ones are dropped
+
+
+def test_a_connection_reading_cached_files_outlives_the_next_preparation(lake):
+    snapshot.prepare(connect(lake))
+    served = connect(lake, version=0)  # the dashboard's default: cached tables read as files
+    materialize(served)
+    kinds = dict(served.execute("SELECT table_name, 'table' FROM duckdb_tables() WHERE temporary UNION ALL "
+                                "SELECT view_name, 'view' FROM duckdb_views() WHERE NOT internal").fetchall())
+    assert kinds["mat_credentials"] == "view" and kinds["mat_delegations"] == "view"
+    loaded = connect(lake, version=0, cached="memory")
+    materialize(loaded)
+    q = "SELECT * FROM credentials ORDER BY credential_id"
+    assert served.execute(q).fetchall() == loaded.execute(q).fetchall() != []
+    _grow(lake, 2, "b")
+    snapshot.prepare(connect(lake))
+    assert served.execute(q).fetchall() == loaded.execute(q).fetchall()  # its files are still there
 
 
 def test_serving_waits_for_a_quick_preparation_and_reads_the_newest(lake, monkeypatch):
@@ -61,7 +82,7 @@ def test_serving_waits_for_a_quick_preparation_and_reads_the_newest(lake, monkey
     assert ready_versions(lake) == [0]
     _grow(lake, 2, "b")
     assert context.serving(lake) == context.Serving(f"{1:020d}")  # prepared within the wait
-    assert ready_versions(lake) == [1]
+    assert ready_versions(lake) == [0, 1]
 
 
 def test_serving_a_slow_snapshot_reads_the_prepared_one_meanwhile(lake, monkeypatch):
@@ -125,11 +146,11 @@ def test_one_preparation_at_a_time_then_the_newest(lake, monkeypatch):
     assert len(started) == 1 and context._RUNNING[str(lake)][0] == 1
     release.set()
     _join(lake)
-    assert ready_versions(lake) == [1]
+    assert ready_versions(lake) == [0, 1]
     context.serving(lake)  # the next page run starts the newest snapshot's preparation
     assert context._RUNNING[str(lake)][0] == 3
     _join(lake)
-    assert ready_versions(lake) == [3] and len(started) == 2
+    assert ready_versions(lake) == [1, 3] and len(started) == 2
     assert context.serving(lake) == context.Serving(f"{3:020d}")
 
 
@@ -137,3 +158,20 @@ def test_a_stray_file_in_the_delta_log_is_not_a_version(lake):
     (lake / "events" / "_delta_log" / "notes.json").write_text("{}")
     assert context.table_version(str(lake), "events") == f"{0:020d}"
     assert context.serving(lake).version == f"{0:020d}"
+
+
+def test_the_first_page_takes_the_connection_opened_at_server_start(lake, monkeypatch):
+    snapshot.prepare(connect(lake))
+    _grow(lake, 2, "b")
+    monkeypatch.setenv(context.PREPARE_WAIT_ENV, "0")
+    context.warm_up(str(lake))  # for snapshot 0: snapshot 1 is being prepared
+    _join(lake)
+    stale = next(iter(context._WARM))
+    context.warm_up(str(lake))  # now for snapshot 1
+    key = (str(lake), context.events_token(context.lake_token(str(lake))))
+    assert key != stale and set(context._WARM) == {stale, key}
+    warmed = context._WARM[key].result()
+    context.get_db.clear()
+    assert context.get_db(*key) is warmed
+    assert context._WARM == {}  # taken, and the older snapshot's dropped
+    assert _events(warmed.con) == 5
