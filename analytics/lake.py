@@ -126,10 +126,11 @@ def connect(lake_dir: str | Path, memory_limit: str = "2GB", threads: int | None
     table's snapshot at ``version``, e.g. the newest one whose caches are prepared: ``ready_versions``).
 
     ``cached`` says how the snapshot's cached tables (marts, id index, overview and path tables) are read when
-    their files exist: ``"files"`` (views over the cached Parquet: nothing loaded, a few hundred MB less and no
-    load time per connection, each query reads the row groups it needs; for one-shot commands and the
-    dashboard) or ``"memory"`` (loaded once: 2-5 s and ~2 GB on 10M events, then the fastest repeated
-    queries; for long batches of point-in-time questions). Tables computed on this connection stay in memory.
+    the snapshot is prepared (``READY``): ``"files"`` (views over the cached Parquet: nothing loaded, no load
+    time per connection, each query reads the row groups it needs; for one-shot commands and the dashboard)
+    or ``"memory"`` (loaded once: 2-5 s and ~2 GB on 10M events, then the fastest repeated queries; for long
+    batches of point-in-time questions). The caches of a snapshot that is not prepared are always loaded
+    (another writer may drop them), and tables computed on this connection stay in memory.
     """
     if cached not in ("files", "memory"):
         raise ValueError(f"cached must be 'files' or 'memory', not {cached!r}")
@@ -296,7 +297,9 @@ def _load_cached(con: duckdb.DuckDBPyConnection, cache: Path, names: tuple[str, 
         return False
     try:
         for name, f in zip(names, files, strict=True):
-            if _IN_MEMORY.get(con, False):
+            # Only a prepared snapshot's files are read in place: pruning keeps the newest two prepared ones, while
+            # any other snapshot's cache may be dropped by the next writer (`_prune`).
+            if _IN_MEMORY.get(con, False) or not (cache / READY).is_file():
                 con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM read_parquet($p)",  # noqa: S608
                             {"p": str(f)})
             else:  # a view over the cached file: nothing loaded, each query reads what it needs

@@ -163,3 +163,14 @@ IDLE_JS = """() => {
 def wait_idle(page, timeout: float = 60_000) -> None:
     """Until Streamlit has finished the run: no running icon, skeleton or stale element for 0.7 s."""
     page.wait_for_function(IDLE_JS, timeout=timeout, polling=100)
+
+
+@pytest.fixture(autouse=True)
+def _no_snapshot_preparation_left_running() -> Iterator[None]:
+    """Wait for the dashboard's background snapshot preparations a test started (AppTest runs them in this
+    process): a daemon thread still inside DuckDB when the interpreter exits aborts the whole run."""
+    yield
+    ctx = sys.modules.get("dashboards.context")
+    if ctx is not None:
+        for _, t in list(ctx._RUNNING.values()):
+            t.join(120)

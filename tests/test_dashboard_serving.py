@@ -59,12 +59,23 @@ def test_a_prepared_snapshot_stays_until_a_newer_one_is_prepared(lake):
     assert len(list((lake / MART_CACHE).iterdir())) == 2  # older ones are dropped
 
 
+def _kinds(con) -> dict[str, str]:
+    return dict(con.execute("SELECT table_name, 'table' FROM duckdb_tables() WHERE temporary UNION ALL "
+                            "SELECT view_name, 'view' FROM duckdb_views() WHERE NOT internal").fetchall())
+
+
+def test_the_cache_of_a_snapshot_not_prepared_is_loaded_not_read_in_place(lake):
+    materialize(connect(lake))  # cached, but not prepared: the next writer may drop it
+    con = connect(lake)
+    materialize(con)
+    assert _kinds(con)["mat_credentials"] == "table"
+
+
 def test_a_connection_reading_cached_files_outlives_the_next_preparation(lake):
     snapshot.prepare(connect(lake))
     served = connect(lake, version=0)  # the dashboard's default: cached tables read as files
     materialize(served)
-    kinds = dict(served.execute("SELECT table_name, 'table' FROM duckdb_tables() WHERE temporary UNION ALL "
-                                "SELECT view_name, 'view' FROM duckdb_views() WHERE NOT internal").fetchall())
+    kinds = _kinds(served)
     assert kinds["mat_credentials"] == "view" and kinds["mat_delegations"] == "view"
     loaded = connect(lake, version=0, cached="memory")
     materialize(loaded)
@@ -131,14 +142,18 @@ def test_one_preparation_at_a_time_then_the_newest(lake, monkeypatch):
     real = snapshot.prepare
     started = []
 
+    began = threading.Event()
+
     def slow(con):  # type: ignore[no-untyped-def]
         started.append(1)
+        began.set()
         release.wait(60)
         real(con)
 
     monkeypatch.setattr(snapshot, "prepare", slow)
     monkeypatch.setenv(context.PREPARE_WAIT_ENV, "0.1")
     assert context.serving(lake) == context.Serving(f"{0:020d}", behind=1)  # preparing commit 1
+    assert began.wait(60)  # (its connection may take longer than the wait on a loaded machine)
     _grow(lake, 2, "c")
     _grow(lake, 2, "d")
     # commits 2 and 3 arrive: the prepared snapshot 0 is served, and no second preparation starts meanwhile
