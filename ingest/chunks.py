@@ -16,7 +16,7 @@ from typing import Any
 import pyarrow as pa
 
 from ingest.lake import Lake, Progress
-from ingest.normalize import normalize, to_tables
+from ingest.normalize import normalize, to_tables_with_positions
 
 
 @dataclass
@@ -67,13 +67,8 @@ class Normalized:
 def normalize_chunk(items: Sequence[tuple[bytes, str, int]], fmt: str, now: dt.datetime | None = None) -> Normalized:
     """Pure: ``(raw, origin, position)`` items → tables. Runs in worker processes."""
     batch = normalize(items, fmt=fmt, now=now)
-    events, dead = to_tables(batch)
-    return Normalized(
-        events, dead,
-        pa.array([r["_pos"] for r in batch.events], pa.int64()),
-        pa.array([r["_pos"] for r in batch.dead], pa.int64()),
-        len(items), items[0][2], items[-1][2],
-    )
+    events, dead, event_positions, dead_positions = to_tables_with_positions(batch)
+    return Normalized(events, dead, event_positions, dead_positions, len(items), items[0][2], items[-1][2])
 
 
 def commit_normalized(

@@ -5,13 +5,13 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from ingest import sources
+from ingest import fastpath, sources
 from ingest.errors import ParseError, UnsupportedFormat
 from ingest.events import DEAD_LETTER_SCHEMA, FIELD_NAMES, SCHEMA, utc
 from ingest.redact import (
@@ -32,18 +32,45 @@ DEAD_RAW_KEEP = 64 << 10
 _REQUIRED_FROM_PARSER = ("event_id", "time", "source", "format", "category", "activity")
 
 
-@dataclass
 class Batch:
-    """What a run of records became. ``read`` counts input records (lines, messages, array items)."""
+    """What a run of records became. ``read`` counts input records (lines, messages, array items).
 
-    read: int = 0
-    events: list[dict[str, Any]] = field(default_factory=list)
-    dead: list[dict[str, Any]] = field(default_factory=list)
+    ``events`` are canonical rows as dicts. Rows the vectorised path (``ingest.fastpath``) produced
+    stay Arrow columns until someone reads ``events`` (``to_tables`` never does): then they become
+    dicts exactly like the Python path's, in record order.
+    """
+
+    def __init__(self, read: int = 0, events: list[dict[str, Any]] | None = None,
+                 dead: list[dict[str, Any]] | None = None) -> None:
+        self.read = read
+        self._events: list[dict[str, Any]] = events if events is not None else []
+        self.dead: list[dict[str, Any]] = dead if dead is not None else []
+        # record order of each row of _events (only kept while fast rows are pending)
+        self._order: list[int] = []
+        self._fast: list[tuple[pa.Array, pa.Table]] = []  # (record order, SCHEMA columns [+ _pos])
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        if self._fast:
+            self._materialise()
+        return self._events
+
+    @events.setter
+    def events(self, rows: list[dict[str, Any]]) -> None:
+        self._events, self._order, self._fast = rows, [], []
 
     def extend(self, other: Batch) -> None:
         self.read += other.read
         self.events.extend(other.events)
         self.dead.extend(other.dead)
+
+    def _materialise(self) -> None:
+        keyed = list(zip(self._order, range(len(self._events)), self._events, strict=True))
+        for order, table in self._fast:
+            rows = [{k: v for k, v in r.items() if v is not None} for r in table.to_pylist()]
+            keyed.extend(zip(order.to_pylist(), range(len(keyed), len(keyed) + len(rows)), rows, strict=True))
+        keyed.sort(key=lambda x: (x[0], x[1]))
+        self._events, self._order, self._fast = [r for _, _, r in keyed], [], []
 
 
 def dead_row(raw: bytes, origin: str, reason: str, now: dt.datetime, fmt: str | None = None) -> dict[str, Any]:
@@ -203,10 +230,13 @@ def normalize(
     items: Iterable[tuple[bytes, str]] | Iterable[tuple[bytes, str, int]],
     fmt: str = "auto",
     now: dt.datetime | None = None,
+    fast: bool = True,
 ) -> Batch:
     """Decode and parse ``(raw bytes, origin[, position])`` items. Never raises on bad input.
 
     With a position, every row it yields carries it as ``_pos`` (the lake uses it to resume).
+    ``fast``: records the screen cleared are offered to the vectorised path first (``ingest.fastpath``);
+    it takes the ones whose shape it covers and the Python parsers take every other record.
     """
     now = now or dt.datetime.now(dt.UTC)
     out = Batch()
@@ -215,18 +245,51 @@ def normalize(
     rows: list[tuple[bytes, str] | tuple[bytes, str, int]] = list(items)
     # One vectorised screen per chunk: only records it flags go through the (slow) redaction walk.
     flags = screen([b"" if len(r[0]) > MAX_RECORD_BYTES else r[0] for r in rows])
-    for item, may_hold_secret in zip(rows, flags, strict=True):
+    fast_part = _fast_rows(rows, flags, fmt, now) if fast else None
+    taken = fast_part[0] if fast_part is not None else None
+    for k, (item, may_hold_secret) in enumerate(zip(rows, flags, strict=True)):
+        out.read += 1
+        if taken is not None and taken[k]:
+            continue
         raw, origin = item[0], item[1]
         pos = item[2] if len(item) == 3 else None
-        out.read += 1
-        ne, nd = len(out.events), len(out.dead)
+        ne, nd = len(out._events), len(out.dead)
         _one(raw, origin, fmt, now, out, may_hold_secret)
+        if taken is not None:
+            out._order.extend([k] * (len(out._events) - ne))
         if pos is not None:
-            for r in out.events[ne:]:
+            for r in out._events[ne:]:
                 r["_pos"] = pos
             for r in out.dead[nd:]:
                 r["_pos"] = pos
+    if fast_part is not None:  # attached last: the Python path above appends to a plain list
+        out._fast.append(fast_part[1])
     return out
+
+
+def _fast_rows(rows: list[tuple[bytes, str] | tuple[bytes, str, int]], flags: list[bool], fmt: str,
+               now: dt.datetime) -> tuple[list[bool], tuple[pa.Array, pa.Table]] | None:
+    """Give the vectorised path the records the screen cleared: which records it took, and their rows
+    (record order, table)."""
+    if fmt != "auto" and fmt not in fastpath.FORMATS:
+        return None
+    cand = [k for k, f in enumerate(flags) if not f and len(rows[k][0]) <= MAX_RECORD_BYTES]
+    got = fastpath.parse([rows[k][0] for k in cand], fmt)
+    if got is None:
+        return None
+    order = [cand[i] for i in got.index.to_pylist()]
+    collector = {
+        "ingested_at": pa.array([now] * len(order), SCHEMA.field("ingested_at").type),
+        "origin": pa.array([rows[k][1] for k in order], pa.string()),
+        "raw": pa.array([rows[k][0] for k in order], pa.binary()).cast(pa.string()),  # ASCII: decodes as is
+    }
+    cols = [got.table[n] if n in got.table.column_names else collector[n] for n in SCHEMA.names]
+    full = pa.Table.from_arrays(cols, schema=SCHEMA).append_column(
+        "_pos", pa.array([rows[k][2] if len(rows[k]) == 3 else None for k in order], pa.int64()))
+    taken = [False] * len(rows)
+    for k in order:
+        taken[k] = True
+    return taken, (pa.array(order, pa.int64()), full)
 
 
 def _one(raw: bytes, origin: str, fmt: str, now: dt.datetime, out: Batch, may_hold_secret: bool = True) -> None:
@@ -243,26 +306,53 @@ def _one(raw: bytes, origin: str, fmt: str, now: dt.datetime, out: Batch, may_ho
 
 def to_tables(batch: Batch) -> tuple[pa.Table, pa.Table]:
     """Arrow tables for a batch; rows a parser got wrong go to the dead-letter instead."""
-    events = batch.events
-    try:
-        et = pa.Table.from_pylist(events, schema=SCHEMA)
-    except (pa.ArrowException, TypeError, ValueError, OverflowError):
-        good: list[dict[str, Any]] = []
-        for r in events:
-            try:
-                pa.Table.from_pylist([r], schema=SCHEMA)
-                good.append(r)
-            except (pa.ArrowException, TypeError, ValueError, OverflowError) as e:
-                raw = (r.get("raw") or "").encode()
-                d = dead_row(raw, str(r.get("origin")), f"{r.get('format')}: invalid canonical row: {e}",
-                             dt.datetime.now(dt.UTC), r.get("format"))
-                if "_pos" in r:
-                    d["_pos"] = r["_pos"]
-                batch.dead.append(d)
-        batch.events = good
-        et = pa.Table.from_pylist(good, schema=SCHEMA)
+    events, dead, _, _ = to_tables_with_positions(batch)
+    return events, dead
+
+
+def to_tables_with_positions(batch: Batch) -> tuple[pa.Table, pa.Table, pa.Array, pa.Array]:
+    """``to_tables`` plus each row's ``_pos`` (null where the items carried no position).
+
+    Rows stay in record order (the lake keeps the first row of a repeated ``event_id``), fast-path
+    rows included.
+    """
+    events, order = batch._events, batch._order
+    et, good = _valid_table(batch, events)
+    if len(good) != len(events) and order:
+        keep = {id(r) for r in good}
+        order = [o for o, r in zip(order, events, strict=True) if id(r) in keep]
+    batch._events, batch._order = good, order if batch._fast else []
+    ev_pos: pa.Array = pa.array([r.get("_pos") for r in good], pa.int64())
+    if batch._fast:
+        fast = [t for _, t in batch._fast]
+        et = pa.concat_tables([et] + [t.select(SCHEMA.names) for t in fast])
+        ev_pos = pa.concat_arrays([ev_pos] + [t["_pos"].combine_chunks() if "_pos" in t.column_names
+                                              else pa.nulls(t.num_rows, pa.int64()) for t in fast])
+        ix = pc.sort_indices(pa.concat_arrays([pa.array(order, pa.int64())] + [o for o, _ in batch._fast]))
+        et, ev_pos = et.take(ix).combine_chunks(), ev_pos.take(ix)  # sort_indices is stable
     dt_ = pa.Table.from_pylist(batch.dead, schema=DEAD_LETTER_SCHEMA)
-    return et, dt_
+    return et, dt_, ev_pos, pa.array([r.get("_pos") for r in batch.dead], pa.int64())
+
+
+def _valid_table(batch: Batch, events: list[dict[str, Any]]) -> tuple[pa.Table, list[dict[str, Any]]]:
+    """The Python path's rows as a table; rows Arrow refuses are dead-lettered with their position."""
+    try:
+        return pa.Table.from_pylist(events, schema=SCHEMA), events
+    except (pa.ArrowException, TypeError, ValueError, OverflowError):
+        pass
+    good: list[dict[str, Any]] = []
+    for r in events:
+        try:
+            pa.Table.from_pylist([r], schema=SCHEMA)
+            good.append(r)
+        except (pa.ArrowException, TypeError, ValueError, OverflowError) as e:
+            raw = (r.get("raw") or "").encode()
+            d = dead_row(raw, str(r.get("origin")), f"{r.get('format')}: invalid canonical row: {e}",
+                         dt.datetime.now(dt.UTC), r.get("format"))
+            if "_pos" in r:
+                d["_pos"] = r["_pos"]
+            batch.dead.append(d)
+    return pa.Table.from_pylist(good, schema=SCHEMA), good
 
 
 assert set(_REQUIRED_FROM_PARSER) <= set(FIELD_NAMES)

@@ -80,6 +80,26 @@ def _addr(v: Any) -> str | None:
     return s
 
 
+def attributes(rec: Record) -> tuple[dict[str, Any] | None, str | None]:
+    """(attributes, policy version) of a decision; shared with the vectorised path (ingest.fastpath.opa)."""
+    bundles = _m(rec.get("bundles"))
+    revisions = {str(k): r for k, v in bundles.items() if (r := _s(_m(v).get("revision")))}
+    version = next(iter(revisions.values()), None) or _s(rec.get("revision"))
+    attrs: dict[str, Any] = {}
+    if revisions:
+        attrs["bundles"] = revisions
+    for k in ("labels", "query", "req_id", "requested_by", "erased", "masked", "metrics"):
+        v = rec.get(k)
+        if v not in (None, "", [], {}):
+            attrs[k] = v
+    for k in ("trace_id", "span_id"):
+        if _s(rec.get(k)):
+            attrs["opa_" + k] = rec[k]
+    if "result" in rec and not isinstance(rec.get("result"), bool):
+        attrs["result"] = rec.get("result")
+    return attrs or None, version
+
+
 def parse(rec: Record) -> list[Row]:
     decision_id = _s(need(rec, "decision_id"))
     ts = rec.get("timestamp") if rec.get("timestamp") not in (None, "") else rec.get("time")
@@ -117,23 +137,8 @@ def parse(rec: Record) -> list[Row]:
             resource = _s(p)
     jti = _s(subj.get("token_jti")) or _s(subj.get("jti"))
 
-    bundles = _m(rec.get("bundles"))
-    revisions = {str(k): r for k, v in bundles.items() if (r := _s(_m(v).get("revision")))}
-    version = next(iter(revisions.values()), None) or _s(rec.get("revision"))
+    attrs, version = attributes(rec)
     decision, reason = _decision(rec)
-
-    attrs: dict[str, Any] = {}
-    if revisions:
-        attrs["bundles"] = revisions
-    for k in ("labels", "query", "req_id", "requested_by", "erased", "masked", "metrics"):
-        v = rec.get(k)
-        if v not in (None, "", [], {}):
-            attrs[k] = v
-    for k in ("trace_id", "span_id"):
-        if _s(rec.get(k)):
-            attrs["opa_" + k] = rec[k]
-    if "result" in rec and not isinstance(rec.get("result"), bool):
-        attrs["result"] = rec.get("result")
 
     row: Row = {
         "event_id": f"{FORMAT}:{decision_id}" if decision_id else record_event_id(FORMAT, rec),
@@ -165,7 +170,7 @@ def parse(rec: Record) -> list[Row]:
         "parent_span_id": _s(inp.get("parent_span_id")),
         "session_id": _s(inp.get("session_id")),
         "request_id": decision_id,
-        "attributes": attrs or None,
+        "attributes": attrs,
     }
     return [{k: v for k, v in row.items() if v is not None}]
 
