@@ -1,6 +1,7 @@
 """First render of every dashboard page in real headless Chromium, cold and warm, on one lake.
 
-    .venv/bin/python -m benchmarks.dashboard_render --lake LAKE [--identity ID] [--repeat 3] [--json OUT]
+    .venv/bin/python -m benchmarks.dashboard_render --lake LAKE [--identity ID] [--repeat 3] [--settle S]
+        [--json OUT]
 
 Cold: for each page a fresh server (``analytics.serve.start_dashboard`` on a free loopback port, empty
 caches), the page opened first, so it pays the session start, the connection and every query it needs.
@@ -19,6 +20,7 @@ import json
 import statistics
 import sys
 import tempfile
+import time
 import urllib.parse
 from pathlib import Path
 from typing import Any
@@ -57,7 +59,7 @@ def _open(page: Any, url: str, heading: str, timeout_ms: float) -> float:
     return float(page.evaluate("window.__dpIdleSince")) / 1000
 
 
-def measure(lake: Path, identity: str, repeat: int, timeout_s: float) -> dict[str, Any]:
+def measure(lake: Path, identity: str, repeat: int, timeout_s: float, settle_s: float = 0.0) -> dict[str, Any]:
     from playwright.sync_api import sync_playwright
 
     q = "?" + urllib.parse.urlencode({"identity": identity})
@@ -72,6 +74,7 @@ def measure(lake: Path, identity: str, repeat: int, timeout_s: float) -> dict[st
         for r in range(repeat):
             for _, h in PAGES:
                 with dashboard_server(lake, log) as url:
+                    time.sleep(settle_s)  # 0: opened the instant the server is healthy, racing its warm-up
                     ctx = b.new_context(viewport={"width": 1440, "height": 1700})
                     cold[h].append(_open(ctx.new_page(), f"{url}/{urls[h]}", h, timeout_s * 1000))
                     ctx.close()
@@ -91,7 +94,7 @@ def measure(lake: Path, identity: str, repeat: int, timeout_s: float) -> dict[st
     def stat(xs: list[float]) -> dict[str, float]:
         return {"median_s": round(statistics.median(xs), 2), "min_s": round(min(xs), 2), "max_s": round(max(xs), 2)}
 
-    return {"lake": str(lake), "identity": identity, "repeat": repeat,
+    return {"lake": str(lake), "identity": identity, "repeat": repeat, "settle_s": settle_s,
             "pages": {h: {"cold": stat(cold[h]), "first": stat(first[h]), "warm": stat(warm[h])} for _, h in PAGES}}
 
 
@@ -101,11 +104,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--identity", help="identity for the explorer page (default: the busiest)")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--timeout", type=float, default=300, help="seconds one page may take")
+    ap.add_argument("--settle", type=float, default=0.0,
+                    help="seconds between the server reporting healthy and the cold page being opened")
     ap.add_argument("--json", type=Path, help="also write the result here")
     a = ap.parse_args(argv)
     if not CHROMIUM.exists():
         raise SystemExit("Debian's chromium is needed at /usr/bin/chromium (apt-get install chromium)")
-    res = measure(a.lake, a.identity or _busiest(a.lake), a.repeat, a.timeout)
+    res = measure(a.lake, a.identity or _busiest(a.lake), a.repeat, a.timeout, a.settle)
     print("| page | cold median (min–max) s | first on a running server | warm median (min–max) s |\n"
           "|---|---:|---:|---:|")
     for h, v in res["pages"].items():
