@@ -119,13 +119,6 @@ def _in_window(lake: str, token: str, sql: str, params: dict[str, Any]) -> pd.Da
 
 
 @st.cache_data(ttl=TTL, show_spinner=False)
-def identity_span(lake: str, token: str, identity: str) -> tuple[Any, Any]:
-    row = _df(lake, token, f"SELECT min(time) AS a, max(time) AS b FROM events WHERE {_MINE}",  # noqa: S608
-              {"id": identity}).iloc[0]
-    return row["a"], row["b"]
-
-
-@st.cache_data(ttl=TTL, show_spinner=False)
 def identity_timeline(lake: str, token: str, identity: str, since: dt.datetime | None,
                       until: dt.datetime | None, limit: int = 2000) -> pd.DataFrame:
     """The identity's events (as actor, subject or principal) in a window, newest first."""

@@ -246,6 +246,10 @@ def test_identity_window_and_graph_digest(app, dash_lake):
     at.text_input(key="id_search").input(RESEARCH).run()
     lo, hi = at.date_input(key="id_window").value
     assert lo == hi  # the last active day by default
+    span = q(dash_lake, "SELECT min(first_seen)::DATE AS a, max(last_seen)::DATE AS b FROM identities "
+                        "WHERE identity = $id", {"id": RESEARCH})[0]
+    active = f"{span['a']} → {span['b']}" if span["a"] != span["b"] else f"{span['a']}"
+    assert hi == span["b"] and metrics(at)["Active (UTC days)"] == active
     first = q(dash_lake, "SELECT min(time)::DATE AS d FROM events WHERE actor_id = $id", {"id": RESEARCH})[0]["d"]
     at.date_input(key="id_window").set_value((first, hi)).run()
     assert_clean(at)

@@ -35,7 +35,9 @@ identity = st.selectbox(
     key="id_pick", format_func=lambda i: f"{i}  ·  {kinds[i]}  ·  {int(counts[i]):,} events as actor")
 st.query_params["identity"] = identity
 
-first, last = q.identity_span(lake, etok, identity)
+# The span comes with the search row (the cached `identities` mart), not from a scan of every event.
+picked = found[found["identity"] == identity].iloc[0]
+first, last = picked["first_seen"], picked["last_seen"]
 if pd.isna(first):
     st.info("This identity has no events.")
     st.stop()
@@ -56,7 +58,8 @@ m[0].metric("Events in window", f"{int(activity['events'].sum()) if not activity
             help="Events where the identity is the actor, the subject (target) or the principal (on behalf of).")
 m[1].metric("Categories", f"{activity['category'].nunique() if not activity.empty else 0}")
 m[2].metric("Active (UTC days)", f"{lo} → {hi}" if lo != hi else f"{lo}",
-            help="First and last day with an event of this identity.")
+            help="First and last day with an event naming this identity (as actor, target, principal or "
+                 "member of a delegation chain).")
 
 # One section at a time: only the chosen one is queried.
 section = st.segmented_control("Show", ["Decision graph", "Timeline", "Credentials", "Delegations"],
