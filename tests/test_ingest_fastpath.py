@@ -79,8 +79,8 @@ def test_generated_10k_corpus_both_ways(corpus_10k: Path) -> None:
         items = list(records(path))
         taken = assert_same(items)
         share[path.stem] = len(taken) / len(items)
-    # the fast path really ran: it took nearly every MCP and OPA record (all but the malformed ones)
-    assert share["mcp"] > 0.99 and share["opa"] > 0.99, share
+    # the fast path really ran: it took nearly every MCP, OPA and Keycloak record (all but the malformed ones)
+    assert share["mcp"] > 0.99 and share["opa"] > 0.99 and share["idp"] > 0.99, share
 
 
 def test_generated_corpus_as_one_mixed_chunk(corpus_10k: Path) -> None:
@@ -152,9 +152,22 @@ def _opa(i: int, **over: Any) -> dict[str, Any]:
     return rec
 
 
+def _kc(i: int, **over: Any) -> dict[str, Any]:
+    rec: dict[str, Any] = {
+        "id": f"kc-{i:05d}", "time": 1796047200000 + i * 1001, "type": "TOKEN_EXCHANGE", "realmId": "corp",
+        "clientId": "agent-research", "userId": "alice@corp.example", "ipAddress": "10.20.1.11",
+        "details": {"token_id": f"jti-{i}", "subject_token_id": "jti-alice", "scope": "tickets:read",
+                    "audience": "mcp-gateway", "actor": "spiffe://corp.example/agent/research",
+                    "act_chain": "alice@corp.example spiffe://corp.example/agent/research",
+                    "expires_at": "2026-11-30T14:10:00Z", "task_id": "task-0303"},
+    }
+    rec.update(over)
+    return rec
+
+
 def _chunk(odd: Sequence[bytes | dict[str, Any]], n: int = 200) -> list[Item]:
-    """``n`` ordinary MCP and OPA records with the ``odd`` ones spread among them."""
-    raws = [orjson.dumps(_mcp(i) if i % 2 else _opa(i)) for i in range(n)]
+    """``n`` ordinary MCP, OPA and Keycloak records with the ``odd`` ones spread among them."""
+    raws = [orjson.dumps((_mcp, _opa, _kc)[i % 3](i)) for i in range(n)]
     for j, rec in enumerate(odd):
         raws.insert(1 + j * (n // max(1, len(odd))), rec if isinstance(rec, bytes) else orjson.dumps(rec))
     return [(raw, f"test:{n}", n) for n, raw in enumerate(raws, 1)]
@@ -218,6 +231,24 @@ VARIETY: list[dict[str, Any]] = [
     _opa(206, input={"subject": {"id": "spiffe://corp.example/spire/agent/x", "on_behalf_of": "bob"}},
          bundles={"a": {"revision": ""}, "b": {"revision": "rb"}, "c": "x"}),
     _opa(207, timestamp="2026-11-02T08:00:00Z", requested_by="", path=""),
+    _kc(301, type="CLIENT_LOGIN", clientId="agent-x", userId="service-account-x", details={"grant_type": "cc"}),
+    _kc(302, type="CLIENT_LOGIN", clientId="svc", userId=None, details=None),
+    _kc(303, type="LOGIN_ERROR", userId=None, error="invalid_user_credentials", details={"username": "bob"}),
+    _kc(304, type="LOGIN", sessionId="sess-1", details={"auth_method": "openid-connect"}),
+    _kc(305, type="LOGOUT", sessionId="sess-1", details={}),
+    _kc(306, type="LOGOUT", sessionId="sess-1", details={"token_id": "t"}),
+    _kc(307, type="REFRESH_TOKEN", details={"token_id": "t2", "refresh_token_id": "r1", "expires_at": ""}),
+    _kc(308, type="CODE_TO_TOKEN", sessionId="sess-2", details={"token_id": "t3", "scope": "openid,profile email",
+                                                                  "expires_at": "2026-11-30T14:10:00.123456789Z"}),
+    _kc(309, type="REVOKE_GRANT", clientId="", details={"revoked_by": "admin"}),
+    _kc(310, type="UPDATE_PROFILE", realmId=None, realmName="corp", clientId=None),
+    _kc(311, type="TOKEN_EXCHANGE_ERROR", error="access_denied", details={"actor": "alice@corp.example"}),
+    _kc(312, type="INTROSPECT_TOKEN", userId="system:serviceaccount:ns:sa", details={"token_id": "t4"}),
+    _kc(313, type="CLIENT_LOGIN", clientId="spiffe://corp.example/agent/a", userId="u"),
+    _kc(314, type="LOGIN_ERROR", userId=None, clientId="portal", details={}),
+    _kc(315, type="LOGIN", userId="4c1f2a9e-uuid", details={}),
+    _kc(316, type="REFRESH_TOKEN", userId=None, clientId="portal", details={"token_id": "t5"}),
+    _kc(317, type="LOGOUT", userId=None, clientId=None, details={"username": "spiffe://corp.example/x"}),
 ]
 
 
@@ -255,7 +286,16 @@ def test_shapes_the_fast_path_takes() -> None:
     _opa(24, metrics={"timer": 0.25}),
     _opa(25, result={"allow": True, "reasons": [1, "two"]}),
     _opa(26, bundles={"a": {"revision": "r1"}, "b": {"revision": 2}}),
-], ids=lambda r: f"{'mcp' if 'log_id' in r else 'opa'}-{r.get('log_id') or r.get('decision_id')}")
+    _kc(27, time="2026-11-30T14:00:00Z"),  # a text time
+    _kc(28, time=1796047200),  # seconds, not milliseconds
+    _kc(29, details={"act_chain": ["a", "b"]}),  # a list where the fast path reads text
+    _kc(30, type="login"),  # not a Keycloak type: no parser
+    _kc(31, realmId=None),  # realmId present but null still sniffs
+    _kc(32, details={"expires_at": "2026-11-30T15:10:00+01:00"}),  # an offset
+    _kc(33, details={"expires_at": "2301-01-01T00:00:00Z"}),  # out of range: absent
+    _kc(34, id=None),  # no id of its own: content hash
+    _kc(35, time=True),
+], ids=lambda r: str(r.get("log_id") or r.get("decision_id") or r.get("id")))
 def test_odd_records_both_ways(odd: dict[str, Any]) -> None:
     items = _chunk([odd, odd])
     taken = assert_same(items)
@@ -281,13 +321,13 @@ def test_invalid_and_oversized_records_are_dead_lettered_exactly(odd: bytes) -> 
 
 def test_a_repeated_event_id_keeps_the_first_record() -> None:
     """A Python-path row before a fast-path row with the same event_id stays first (the lake keeps it)."""
-    first = _mcp(5, request={"jsonrpc": "2.0", "id": "str-id", "method": "tools/call"})  # Python path
-    items = _chunk([first, _mcp(5)])
-    assert_same(items)
+    first = _mcp(1000, request={"jsonrpc": "2.0", "id": "str-id", "method": "tools/call"})  # Python path
+    items = _chunk([first, _mcp(1000)])
+    taken = assert_same(items)
     events, _, pos, _ = to_tables_with_positions(normalize(items, now=NOW))
     ids = events.column("event_id").to_pylist()
-    at = [i for i, e in enumerate(ids) if e == "mcp:log-00005"]
-    assert len(at) == 3  # the two inserted and the ordinary one
+    at = [i for i, e in enumerate(ids) if e == "mcp:log-01000"]
+    assert len(at) == 2 and len(taken) == len(items) - 1  # the second one took the fast path
     assert pos.to_pylist() == sorted(pos.to_pylist())  # rows in record order
     assert '"jsonrpc_id":"str-id"' in events.column("attributes")[at[0]].as_py()
 

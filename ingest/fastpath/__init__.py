@@ -1,7 +1,7 @@
 """Vectorised parse path: the dominant formats' records decoded and mapped a chunk at a time.
 
 ``ingest.normalize`` hands this module the records the secret screen cleared. Per format
-(``fastpath.mcp``, ``fastpath.opa``) the admitted records are decoded together by ``pyarrow.json``
+(``fastpath.mcp``, ``fastpath.opa``, ``fastpath.keycloak``) the admitted records are decoded together by ``pyarrow.json``
 with an explicit schema (a value of another type fails the decode: that record goes back), and one
 DuckDB query over those typed columns builds the canonical columns. A record is admitted only when
 every condition under which the mapping gives exactly the Python parser's row holds:
@@ -34,9 +34,9 @@ import pyarrow.compute as pc
 import pyarrow.json as pj
 
 from ingest.events import SCHEMA
-from ingest.fastpath import _sql, mcp, opa
+from ingest.fastpath import _sql, keycloak, mcp, opa
 
-FORMATS: dict[str, ModuleType] = {mcp.FORMAT: mcp, opa.FORMAT: opa}
+FORMATS: dict[str, ModuleType] = {keycloak.FORMAT: keycloak, opa.FORMAT: opa, mcp.FORMAT: mcp}  # sniffing order
 # Columns the query produces; the collector's own (ingested_at, origin, raw) are added by the caller.
 PARSED_COLUMNS: tuple[str, ...] = tuple(n for n in SCHEMA.names if n not in ("ingested_at", "origin", "raw"))
 # a backslash (an escape), or a float token of compact JSON ("08:00:14.382Z" in a string ends no token)

@@ -64,6 +64,21 @@ def _client_actor_type(client_id: str) -> str:
     return "agent" if client_id.startswith("agent-") or client_id.startswith("agent_") else "service_account"
 
 
+def attributes(rec: Record, etype: str, base: str, user_id: str | None, details: Mapping[str, Any]) -> dict[str, Any]:
+    """The event's attributes; shared with the vectorised path (ingest.fastpath.keycloak)."""
+    attrs: dict[str, Any] = {"keycloak_type": etype}
+    if base == "CLIENT_LOGIN" and user_id:
+        attrs["service_account_user_id"] = user_id
+    for k in ("realmId", "realmName", "clientId"):
+        v = _s(rec.get(k))
+        if v:
+            attrs[k] = v
+    for k, v in details.items():
+        if k not in _MAPPED and v not in (None, ""):
+            attrs[str(k)] = v
+    return attrs
+
+
 def parse(rec: Record) -> list[Row]:
     etype = need(rec, "type")
     if not isinstance(etype, str) or not _TYPE.match(etype):
@@ -138,16 +153,7 @@ def parse(rec: Record) -> list[Row]:
     else:
         target = None
 
-    attrs: dict[str, Any] = {"keycloak_type": etype}
-    if base == "CLIENT_LOGIN" and user_id:
-        attrs["service_account_user_id"] = user_id
-    for k in ("realmId", "realmName", "clientId"):
-        v = _s(rec.get(k))
-        if v:
-            attrs[k] = v
-    for k, v in details.items():
-        if k not in _MAPPED and v not in (None, ""):
-            attrs[str(k)] = v
+    attrs = attributes(rec, etype, base, user_id, details)
 
     row: Row = {
         "event_id": f"{FORMAT}:{native}" if (native := _s(rec.get("id"))) else record_event_id(FORMAT, rec),
