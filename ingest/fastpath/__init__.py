@@ -22,6 +22,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import ModuleType
@@ -45,7 +46,7 @@ _MIN_RECORDS = 64  # below this, the decode and the query cost more than the Pyt
 _MAX_DECODE_FAILURES = 8  # records of an unexpected type in one chunk before the rest goes to Python
 _ROW = re.compile(r"in row (\d+)")
 
-_con: tuple[int, duckdb.DuckDBPyConnection] | None = None
+_local = threading.local()  # one connection per thread (and per process: see _connection)
 
 
 @dataclass(frozen=True)
@@ -61,14 +62,14 @@ class FastRows:
 
 
 def _connection() -> duckdb.DuckDBPyConnection:
-    """One single-threaded DuckDB per process (a forked worker never reuses its parent's)."""
-    global _con
-    if _con is None or _con[0] != os.getpid():
+    """A single-threaded in-memory DuckDB per thread; a forked worker never reuses its parent's."""
+    held: tuple[int, duckdb.DuckDBPyConnection] | None = getattr(_local, "con", None)
+    if held is None or held[0] != os.getpid():
         con = duckdb.connect(config={"threads": 1})
         for m in _sql.MACROS:
             con.execute(m)
-        _con = (os.getpid(), con)
-    return _con[1]
+        held = _local.con = (os.getpid(), con)
+    return held[1]
 
 
 def parse(raws: Sequence[bytes], fmt: str = "auto") -> FastRows | None:
