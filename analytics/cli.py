@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from analytics import DETECT_MEMORY_LIMIT
 from ingest.errors import ConfigError, DecisionPathError
 
 EXIT_USAGE = 2
@@ -243,9 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"decisionpath {ver}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def common(sp: argparse.ArgumentParser, json_flag: bool = True) -> argparse.ArgumentParser:
+    def common(sp: argparse.ArgumentParser, json_flag: bool = True, memory: str = "2GB") -> argparse.ArgumentParser:
         sp.add_argument("--lake", default="./lake", help="lake directory (default ./lake)")
-        sp.add_argument("--memory-limit", default="2GB", help="DuckDB memory limit (default 2GB)")
+        sp.add_argument("--memory-limit", default=memory, help=f"DuckDB memory limit (default {memory})")
         if json_flag:
             sp.add_argument("--json", action="store_true", help="machine-readable output on stdout")
         return sp
@@ -307,7 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "tables (then the next query builds what it needs)")
     c.set_defaults(func=cmd_compact)
 
-    de = common(sub.add_parser("detect", help="run detections incrementally; new alerts go to the lake"))
+    de = common(sub.add_parser("detect", help="run detections incrementally; new alerts go to the lake"),
+                memory=DETECT_MEMORY_LIMIT)
     de.add_argument("--since")
     de.add_argument("--until")
     de.add_argument("--rule", nargs="+", metavar="ID")
@@ -319,7 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="TOML/JSON suppressions (default: <lake>/suppressions.toml when present)")
     de.set_defaults(func=cmd_detect)
 
-    sc = common(sub.add_parser("schedule", help="run detect every interval until stopped"))
+    sc = common(sub.add_parser("schedule", help="run detect every interval until stopped"), memory=DETECT_MEMORY_LIMIT)
     sc.add_argument("--every", default="5m", help="interval: 30s, 5m, 1h")
     sc.add_argument("--sink", action="append", default=[], metavar="SINK")
     sc.add_argument("--lookback", default=None)

@@ -21,6 +21,7 @@ from typing import Any
 import duckdb
 import orjson
 
+from analytics import DETECT_MEMORY_LIMIT
 from analytics import alerts as al
 from analytics.detectors import BY_ID, REGISTRY
 from analytics.detectors.base import Context, Finding, iso
@@ -43,7 +44,7 @@ class DetectSettings:
     lookback: dt.timedelta = DEFAULT_LOOKBACK
     overrides: Mapping[str, float] = field(default_factory=dict)
     suppressions: Path | None = None
-    memory_limit: str = "2GB"
+    memory_limit: str = DETECT_MEMORY_LIMIT
     with_paths: bool = True
 
 
@@ -61,7 +62,7 @@ class DetectResult:
                 "windows": {k: [iso(s), iso(u)] for k, (s, u) in self.windows.items()}}
 
 
-def connect(lake_dir: str | Path, memory_limit: str = "2GB") -> duckdb.DuckDBPyConnection:
+def connect(lake_dir: str | Path, memory_limit: str = DETECT_MEMORY_LIMIT) -> duckdb.DuckDBPyConnection:
     """The analytics connection (``analytics.lake``): detectors read its views."""
     from analytics.lake import connect as lake_connect
 
@@ -198,7 +199,7 @@ def settings_from_args(args: argparse.Namespace) -> DetectSettings:
         full=bool(getattr(args, "full", False)),
         lookback=parse_duration(lb) if lb else DEFAULT_LOOKBACK,
         suppressions=Path(args.suppressions) if getattr(args, "suppressions", None) else None,
-        memory_limit=getattr(args, "memory_limit", "2GB"),
+        memory_limit=getattr(args, "memory_limit", DETECT_MEMORY_LIMIT),
     )
 
 

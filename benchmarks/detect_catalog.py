@@ -1,6 +1,6 @@
 """The detection catalog on one lake: wall time per detection and in total, peak RSS, no lake writes.
 
-    .venv/bin/python -m benchmarks.detect_catalog --lake /tmp/l10m [--rule DP-PC-1 ...] [--json]
+    .venv/bin/python -m benchmarks.detect_catalog --lake /tmp/l10m [--rule DP-PC-1 ...] [--memory-limit 1.5GB] [--json]
 
 Every detection runs over the lake's whole event range on one shared connection, in registry order, as
 ``detect_findings`` does; the first detection that reads a shared intermediate pays for it (see
@@ -16,15 +16,17 @@ import resource
 import time
 from typing import Any
 
+from analytics import DETECT_MEMORY_LIMIT
 
-def measure(lake: str, rules: list[str] | None = None) -> dict[str, Any]:
+
+def measure(lake: str, rules: list[str] | None = None, memory_limit: str = DETECT_MEMORY_LIMIT) -> dict[str, Any]:
     """Seconds and finding count per detection, the total, and peak RSS in MiB."""
     from analytics.detect import _event_range, connect
     from analytics.detectors import BY_ID, REGISTRY
     from analytics.detectors.base import Context
 
     t0 = time.perf_counter()
-    con = connect(lake)
+    con = connect(lake, memory_limit)
     lo, hi = _event_range(con)
     per: dict[str, dict[str, float]] = {}
     if lo is not None and hi is not None:
@@ -32,7 +34,7 @@ def measure(lake: str, rules: list[str] | None = None) -> dict[str, Any]:
             t = time.perf_counter()
             n = len(m.detect(Context(con, lo, hi, {})))
             per[m.DETECTION.id] = {"seconds": round(time.perf_counter() - t, 2), "findings": n}
-    return {"lake": lake, "total_seconds": round(time.perf_counter() - t0, 2),
+    return {"lake": lake, "memory_limit": memory_limit, "total_seconds": round(time.perf_counter() - t0, 2),
             "findings": sum(int(v["findings"]) for v in per.values()), "per_detection": per,
             "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
 
@@ -41,9 +43,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.detect_catalog", description=__doc__.splitlines()[0])
     ap.add_argument("--lake", required=True)
     ap.add_argument("--rule", action="append", help="only these detection ids (repeatable)")
+    ap.add_argument("--memory-limit", default=DETECT_MEMORY_LIMIT,
+                    help=f"DuckDB's memory limit (default {DETECT_MEMORY_LIMIT}, as `decisionpath detect`)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
-    res = measure(a.lake, a.rule)
+    res = measure(a.lake, a.rule, a.memory_limit)
     if a.json:
         print(json.dumps(res))
     else:
