@@ -340,3 +340,16 @@ def test_every_record_lands_once_with_its_position() -> None:
     assert sorted(ev_pos.to_pylist() + dead_pos.to_pylist()) == [p for _, _, p in items]
     want = pa.array([f"test:{p}" for p in ev_pos.to_pylist()])
     assert pc.all(pc.equal(events.column("origin"), want)).as_py()
+
+
+def test_many_odd_typed_records_in_one_chunk(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Decode failures: each odd record goes back alone, or its block when Arrow names no row."""
+    monkeypatch.setattr(fastpath, "_BLOCK", 64)
+    odd: list[dict[str, Any]] = []
+    for i in range(30):
+        odd.append(_mcp(2000 + i, request={"jsonrpc": "2.0", "id": f"s{i}", "method": "tools/call"}))
+        odd.append(_opa(3000 + i, input={"subject": {"id": 5}}))
+    odd.append(_mcp(4000, auth={"sub": "a@b.example", "jti": "j", "exp": 18446744073709551615}))  # no row named
+    items = _chunk(odd, n=3000)
+    taken = assert_same(items)
+    assert len(taken) >= len(items) - len(odd) - 64, len(items) - len(taken)

@@ -43,7 +43,7 @@ PARSED_COLUMNS: tuple[str, ...] = tuple(n for n in SCHEMA.names if n not in ("in
 # a backslash (an escape), or a float token of compact JSON ("08:00:14.382Z" in a string ends no token)
 _REFUSE = r'\\|[:,\[]-?[0-9]+(\.[0-9]+([eE][-+]?[0-9]+)?|[eE][-+]?[0-9]+)[,}\]]'
 _MIN_RECORDS = 64  # below this, the decode and the query cost more than the Python parsers
-_MAX_DECODE_FAILURES = 8  # records of an unexpected type in one chunk before the rest goes to Python
+_BLOCK = 2048  # lines per decode once a chunk has held a record of an unexpected type
 _ROW = re.compile(r"in row (\d+)")
 
 _local = threading.local()  # one connection per thread (and per process: see _connection)
@@ -130,28 +130,35 @@ def _run(mod: ModuleType, lines: list[bytes], idx: list[int], extras: list[tuple
 def _decode(lines: list[bytes], schema: pa.Schema) -> list[tuple[int, int, pa.Table]]:
     """``(lo, hi, table)`` for runs of ``lines`` that decode with ``schema``.
 
-    A record with a value of another type fails the whole decode; Arrow names its row, so the run
-    before it is decoded again and the record is left out (it goes to the Python parser).
+    A record with a value of another type fails the whole decode. Arrow names its row: the rows
+    before it are decoded again, the record is left out (it goes to the Python parser), and the rest
+    is decoded in blocks of ``_BLOCK`` lines so that each further failure costs one block, not the
+    rest of the chunk. A failure without a row number sends that block to the Python parser.
     """
     opts = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
     runs: list[tuple[int, int, pa.Table]] = []
-    lo, failures = 0, 0
-    while lo < len(lines) and failures <= _MAX_DECODE_FAILURES:
+    lo, step, n = 0, len(lines), len(lines)
+    while lo < n:
+        hi = min(n, lo + step)
         try:
-            runs.append((lo, len(lines), _read(lines[lo:], opts)))
-            break
+            runs.append((lo, hi, _read(lines[lo:hi], opts)))
+            lo = hi
+            continue
         except pa.ArrowInvalid as e:
             m = _ROW.search(str(e))
-            if m is None:
-                break
-            bad = lo + int(m.group(1))
-            failures += 1
+        if m is None:
+            if step > _BLOCK:  # retry the same rows in blocks
+                step = _BLOCK
+                continue
+            lo = hi  # this block goes to the Python parser
+            continue
+        bad = lo + int(m.group(1))
         if bad > lo:
             try:
                 runs.append((lo, bad, _read(lines[lo:bad], opts)))
             except pa.ArrowInvalid:
-                break
-        lo = bad + 1
+                bad = hi - 1  # not as Arrow said: this block goes to the Python parser
+        lo, step = bad + 1, _BLOCK
     return runs
 
 
