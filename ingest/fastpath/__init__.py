@@ -87,12 +87,11 @@ def parse(raws: Sequence[bytes], fmt: str = "auto") -> FastRows | None:
             rec = loads(raw)
         except orjson.JSONDecodeError:
             continue
-        if type(rec) is not dict or dumps(rec) != raw:
+        if type(rec) is not dict:
             continue
         for mod in mods:
             if mod.MARKER in rec and rec.keys() <= mod.KEYS:
-                extra = mod.admit(rec)
-                if extra is not None:
+                if dumps(rec) == raw and (extra := mod.admit(rec)) is not None:
                     groups[mod.FORMAT][0].append(i)
                     groups[mod.FORMAT][1].append(extra)
                 break
