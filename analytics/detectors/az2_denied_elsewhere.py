@@ -19,7 +19,7 @@ DETECTION = Detection(
 
 _SQL = """
 WITH d AS (
-  SELECT event_id, time, actor_id, tool, resource, trace_id FROM events
+  SELECT event_id, time, actor_id, tool, resource, trace_id, span_id FROM events
   WHERE activity = 'decision' AND decision = 'deny' AND tool IS NOT NULL AND resource IS NOT NULL
 )
 SELECT d.event_id AS deny_id, d.time AS deny_time, d.actor_id AS a_actor, d.tool, d.resource,
@@ -31,8 +31,7 @@ FROM d JOIN events a ON a.activity = 'decision' AND a.decision = 'allow' AND a.t
         AND a.trace_id IS DISTINCT FROM d.trace_id
 JOIN events m ON m.activity = 'tool.invoked' AND m.trace_id = a.trace_id AND m.span_id = a.span_id
         AND m.outcome = 'success'
-LEFT JOIN events dm ON dm.activity = 'tool.invoked' AND dm.trace_id = d.trace_id AND dm.span_id = (
-        SELECT x.span_id FROM events x WHERE x.event_id = d.event_id)
+LEFT JOIN events dm ON dm.activity = 'tool.invoked' AND dm.trace_id = d.trace_id AND dm.span_id = d.span_id
 WHERE a.time BETWEEN $since AND $until
 ORDER BY d.time
 """
