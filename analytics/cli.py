@@ -388,6 +388,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("decisionpath: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`decisionpath inventory | head`): stop quietly, as other command-line tools do.
+        # Python would otherwise fail again flushing stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + 13  # SIGPIPE
 
 
 if __name__ == "__main__":

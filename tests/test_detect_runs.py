@@ -255,3 +255,15 @@ def test_docs_cover_the_catalog() -> None:
     doc = (REPO / "docs" / "detections.md").read_text()
     for d in BY_ID:
         assert f"| {d} |" in doc, f"docs/detections.md does not list {d}"
+
+
+def test_a_reader_that_goes_away_stops_the_command_quietly(tmp_path: Path) -> None:
+    """`decisionpath inventory --lake L | head -1`: no traceback when the pipe closes."""
+    lake = _lake(tmp_path)
+    p = subprocess.Popen([sys.executable, "-m", "analytics.cli", "inventory", "--lake", str(lake)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO)
+    assert p.stdout is not None and p.stderr is not None
+    p.stdout.close()  # before the command writes anything
+    err = p.stderr.read().decode()
+    assert p.wait(120) == 141, err
+    assert "Traceback" not in err and "BrokenPipe" not in err, err
