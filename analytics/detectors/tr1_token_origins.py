@@ -79,8 +79,10 @@ def score(workloads: int, ips: list[str], uas: int) -> float:
 def detect(ctx: Context) -> list[Finding]:
     out = []
     found = ctx.rows(_SQL, {**ctx.window(), "min_origins": int(ctx.p(DETECTION, "min_origins"))})
-    issued = ctx.lookup("SELECT credential_id AS k, issue_event_id, issue_target AS holder FROM int_credential_issued "
-                        "WHERE credential_id IN (SELECT unnest($keys))", [r["credential_id"] for r in found])
+    # The issuance of these credentials only (`_for`): naming the whole view would make this connection aggregate
+    # every credential of the lake (`analytics.lake.share`), which a run of this detection alone does not need.
+    issued = ctx.lookup("SELECT credential_id AS k, issue_event_id, issue_target AS holder "
+                        "FROM int_credential_issued_for($keys)", [r["credential_id"] for r in found])
     for r in found:
         cid = r["credential_id"]
         iss = issued.get(cid, [])
