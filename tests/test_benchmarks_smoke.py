@@ -74,3 +74,18 @@ def test_detect_catalog_script_times_every_detection(scenario, tmp_path: Path, c
     assert list(res["per_detection"]) == [m.DETECTION.id for m in REGISTRY]
     assert res["findings"] == sum(v["findings"] for v in res["per_detection"].values()) > 0
     assert res["peak_rss_mib"] > 0 and res["total_seconds"] >= max(v["seconds"] for v in res["per_detection"].values())
+
+
+def test_reference_detections_script_compares_the_three(scenario, tmp_path: Path, capsys) -> None:
+    from benchmarks.reference_detections import REFERENCE, main
+    from ingest.collect_files import ingest_files
+    from ingest.lake import Lake
+
+    ingest_files([scenario], Lake(tmp_path / "lake"))
+    assert main(["--lake", str(tmp_path / "lake"), "--repeat", "1", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)["detections"]
+    assert set(res) == set(REFERENCE) == set(BASELINED)
+    for did, r in res.items():
+        n = r["findings"]
+        assert n["product"] == n["pandas"] == n["duckdb"] > 0, (did, n)  # the three agree before being compared
+        assert min(r["seconds"].values()) > 0 and r["pandas_over_product"] > 0 and r["product_over_duckdb"] > 0
