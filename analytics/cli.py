@@ -19,6 +19,7 @@ import orjson
 
 from analytics import DETECT_MEMORY_LIMIT
 from ingest.errors import ConfigError, DecisionPathError
+from sample_data.scale import scale_arg
 
 EXIT_USAGE = 2
 EXIT_ERROR = 1
@@ -253,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="embedded: broker, generate, produce, collect, detect, serve the dashboard")
     common(d)
-    d.add_argument("--scale", type=int, default=3000)
+    d.add_argument("--scale", type=scale_arg, default=3000, help="about this many events: 3000 (default), 10k, 1m")
     d.add_argument("--seed", type=int, default=7)
     d.add_argument("--port", type=int, default=8501)
     d.add_argument("--no-dashboard", action="store_true", help="stop after detect instead of serving")
@@ -262,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = sub.add_parser("generate", help="write a seeded scenario: native logs + labels.jsonl + truth.jsonl")
     g.add_argument("--out", required=True)
     g.add_argument("--seed", type=int, default=7)
-    g.add_argument("--scale", type=int, default=3000, help="about this many events (default 3000)")
+    g.add_argument("--scale", type=scale_arg, default=3000, help="about this many events: 3000 (default), 10k, 1m")
     g.add_argument("--json", action="store_true")
     g.set_defaults(func=cmd_generate)
 

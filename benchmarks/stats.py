@@ -6,6 +6,8 @@ import math
 import statistics
 from collections.abc import Sequence
 
+from sample_data.scale import parse_scale  # noqa: F401 (re-exported: the suite's --scale)
+
 
 def summary(values: Sequence[float]) -> dict[str, float]:
     """Median, min and max of a figure's runs."""
@@ -34,17 +36,6 @@ def loglog_slope(xs: Sequence[float], ys: Sequence[float]) -> float | None:
     if den == 0:
         return None
     return sum((p[0] - mx) * (p[1] - my) for p in pts) / den
-
-
-def parse_scale(text: str) -> int:
-    """'10k' → 10_000, '1m' → 1_000_000, '2500' → 2500."""
-    t = text.strip().lower().replace("_", "")
-    mult = {"k": 1_000, "m": 1_000_000}.get(t[-1:], 1)
-    num = t[:-1] if mult != 1 else t
-    value = int(float(num) * mult)
-    if value <= 0:
-        raise ValueError(f"scale must be positive: {text!r}")
-    return value
 
 
 def scale_label(n: int) -> str:

@@ -28,6 +28,7 @@ import orjson
 from sample_data import org
 from sample_data.emit import BASE, DAY, FILES, MCP, MIN, OPA, SPIRE, H, iso_ms
 from sample_data.incidents import BUILDERS, KINDS, ROTATION_AGE_DAYS, Incident, rotation_path
+from sample_data.scale import scale_arg
 from sample_data.sim import Sim
 
 GENERATOR_VERSION = "1"
@@ -338,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m sample_data.generator", description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True)
     ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--scale", type=int, default=3000)
+    ap.add_argument("--scale", type=scale_arg, default=3000, help="about this many events: 3000 (default), 10k, 1m")
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--progress", action="store_true")
     a = ap.parse_args(argv)
