@@ -6,6 +6,14 @@ string column holds strings only (a record with another type there never reaches
 
 from __future__ import annotations
 
+import pyarrow as pa
+
+
+def struct(**fields: pa.DataType) -> pa.DataType:
+    """A struct type for a format's ``pyarrow.json`` schema, fields in the order given."""
+    return pa.struct(list(fields.items()))
+
+
 MACROS: tuple[str, ...] = (
     # sources._fields._s on a string column
     "CREATE OR REPLACE TEMP MACRO s(v) AS nullif(v, '')",

@@ -10,6 +10,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from ingest.fastpath._sql import struct as _st
+
 FORMAT = "mcp"
 MARKER = "log_id"
 # Top-level keys the fast path accepts: none lets an earlier parser sniff the record, and
@@ -17,10 +19,6 @@ MARKER = "log_id"
 KEYS = frozenset({"log_id", "timestamp", "server", "session_id", "peer", "auth", "request", "response"})
 
 _s, _i = pa.string(), pa.int64()
-
-
-def _st(**fields: pa.DataType) -> pa.DataType:
-    return pa.struct(list(fields.items()))
 
 
 SCHEMA = pa.schema([

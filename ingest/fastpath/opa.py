@@ -12,6 +12,7 @@ import orjson
 import pyarrow as pa
 
 from ingest.events import ACTOR_TYPES
+from ingest.fastpath._sql import struct as _st
 from ingest.sources import opa as opa_parser
 
 FORMAT = "opa"
@@ -23,10 +24,6 @@ KEYS = frozenset({"decision_id", "path", "query", "input", "result", "bundles", 
 
 _s = pa.string()
 _ls = pa.list_(_s)
-
-
-def _st(**fields: pa.DataType) -> pa.DataType:
-    return pa.struct(list(fields.items()))
 
 
 SCHEMA = pa.schema([
