@@ -10,7 +10,10 @@ def parse_scale(text: str) -> int:
     t = text.strip().lower().replace("_", "")
     mult = {"k": 1_000, "m": 1_000_000}.get(t[-1:], 1)
     num = t[:-1] if mult != 1 else t
-    value = int(float(num) * mult)
+    try:
+        value = int(float(num) * mult)
+    except OverflowError:  # "inf"
+        raise ValueError(f"scale must be a finite number: {text!r}") from None
     if value <= 0:
         raise ValueError(f"scale must be positive: {text!r}")
     return value

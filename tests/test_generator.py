@@ -188,5 +188,6 @@ def test_scale_is_given_as_people_write_it(tmp_path):
     assert [parse_scale(s) for s in ("3000", "10k", "1m", "2.5m", "1_000")] == [3000, 10_000, 1_000_000, 2_500_000, 1000]
     m = json.loads(cli("generate", "--scale", "2k", "--out", str(tmp_path / "g"), "--json").stdout)
     assert m["scale"] == 2000
-    bad = cli("generate", "--scale", "ten", "--out", str(tmp_path / "h"), check=False)
-    assert bad.returncode == 2 and "'ten' is not a scale" in bad.stderr
+    for text in ("ten", "inf", "0"):
+        bad = cli("generate", "--scale", text, "--out", str(tmp_path / "h"), check=False)
+        assert bad.returncode == 2 and f"'{text}' is not a scale" in bad.stderr and "Traceback" not in bad.stderr
