@@ -252,22 +252,37 @@ def _has_secret_key(value: Any, _depth: int = 0) -> bool:
 # superset of everything ``redact_json`` would change. The rest skip the per-record Python checks.
 # Soundness: the patterns match raw JSON text, so records whose text differs from their decoded strings
 # (any backslash escape) or that need Unicode-aware matching (any non-ASCII byte) are always flagged.
+# Without escapes a JSON string holds no quote, so a pattern that stops at quotes stays inside one string.
 _B64 = "A-Za-z0-9/+="
-_SCREEN = "|".join(f"(?:{p})" for p in (
+# The last word of every SECRET_KEYS alternative, any case, underscores optional (``is_secret_key`` splits
+# camelCase with underscores, so the raw key holds the same letters). "key" only in the compounds that
+# SECRET_KEYS names (api/private/secret access key): S3's "key", "accessKeyId" and the like hold no secret.
+_SECRET_KEY_END = (r"(?i:pass|passwd|password|passphrase|pwd|secret|token|bearer|authorization|"
+                   r"api_?key|api-key|private_?key|access_?key|credential|credentials|cookie|jwt|pem|assertion|"
+                   r"verifier|otp)")
+# A member named like a secret whose value is one that ``redact`` replaces: a string or a number.
+# (Objects and arrays under such a name are walked member by member, and the patterns here see their
+# members; null, true and false are never replaced.)
+_SECRET_MEMBER = rf'"[^"]*{_SECRET_KEY_END}"\s*:\s*["0-9-]'
+# A string a source already hashed (Vault's audit HMACs) is kept as it is (``_HASHED``): before the member
+# pattern runs on a record it flagged, such strings become null. Only a whole string token matches: a quote
+# followed by a letter opens a string, and the token ends at the next quote.
+_HASHED_STRING = r'"(?:hmac-sha256|sha256|hmac-sha1):[0-9a-fA-F]+"'
+_SCREEN_OTHER = "|".join(f"(?:{p})" for p in (
     r"\\",                                   # any escape: decoded text differs from the raw text
-    # a member named like a secret (SECRET_KEYS end in one of these words; camelCase included)
-    r'"[^"]*(?i:pass|passwd|password|passphrase|pwd|secret|token|bearer|authorization|key|credential|'
-    r'credentials|cookie|jwt|pem|assertion|verifier|otp)"\s*:',
     r'"stringData"', r'"kind"\s*:\s*"Secret"',  # secret containers
     r"PRIVATE KEY", r"eyJ", r"(?i:bearer|basic)", r"gh[pousr]_", r"xox[baprs]-", r"hvs\.", r"ya29\.",
     r"IQoJ|FwoG|FQoG",                          # PEM, JWT, auth headers, GitHub/Slack/Vault/Google, STS
     r"://[^/\s:@\"]+:[^/\s@\"]+@",            # URL with a password
     r"[?&#](?i:access_token|id_token|refresh_token|token|code|client_secret|password|passwd|pwd|api_key|"
     r"apikey|key|sig|signature|x-amz-security-token|x-amz-signature|assertion)=",
-    r"(?i:pass|passwd|password|passphrase|pwd|secret|token|key)\"?\s*[=:]",  # key=value pairs in free text
+    # key=value / key: value pairs in free text (_KV_SECRET, _KV_CAMEL): inside one string, so no quote
+    # between the word and the separator (a member name and its colon are the member pattern's)
+    r"(?i:pass|passwd|password|passphrase|pwd|secret|token|key)\s*[=:]",
     r'"[{\[]',                                 # a string that is itself a JSON document
     rf"(?:^|[^{_B64}])[{_B64}]{{40}}(?:[^{_B64}]|$)",  # AWS secret access key shape
 ))
+_SCREEN = f"(?:{_SCREEN_OTHER})|(?:{_SECRET_MEMBER})"
 
 
 def screen(raws: list[bytes]) -> list[bool]:
@@ -279,6 +294,14 @@ def screen(raws: list[bytes]) -> list[bool]:
         return flags
     arr = pa.array([raws[i] for i in ascii_idx], pa.binary()).cast(pa.string())
     hits = pc.match_substring_regex(arr, _SCREEN).to_pylist()
+    # Second look at the few records hit: is a secret-named member's value only a source's hash?
+    again = [j for j, h in enumerate(hits) if h]
+    if again:
+        sub = arr.take(pa.array(again, pa.int64()))
+        other = pc.match_substring_regex(sub, _SCREEN_OTHER)
+        member = pc.match_substring_regex(pc.replace_substring_regex(sub, _HASHED_STRING, "null"), _SECRET_MEMBER)
+        for j, h in zip(again, pc.or_(other, member).to_pylist(), strict=True):
+            hits[j] = h
     for i, h in zip(ascii_idx, hits, strict=True):
         flags[i] = bool(h)
     return flags
