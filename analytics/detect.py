@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
+import inspect
+import re
 import sys
 import uuid
 from collections.abc import Mapping, Sequence
@@ -25,6 +28,7 @@ from analytics import DETECT_MEMORY_LIMIT
 from analytics import alerts as al
 from analytics.detectors import BY_ID, REGISTRY
 from analytics.detectors.base import Context, Finding, iso
+from analytics.lake import SHARED, share
 from ingest import faults
 from ingest.errors import ConfigError
 
@@ -67,6 +71,24 @@ def connect(lake_dir: str | Path, memory_limit: str = DETECT_MEMORY_LIMIT) -> du
     from analytics.lake import connect as lake_connect
 
     return lake_connect(lake_dir, memory_limit)
+
+
+@functools.cache
+def _source(m: Any) -> str:
+    return inspect.getsource(m)
+
+
+def share_for(con: duckdb.DuckDBPyConnection, mods: Sequence[Any]) -> None:
+    """Materialize up front each shared intermediate that one of ``mods`` names in its code (``analytics.lake.share``).
+
+    It is computed once either way; computed first, every detector's reads of it, including the lookups of a few
+    credentials' rows (``int_credential_issued_for``), come from memory whatever the order the detectors run in.
+    A run whose detectors do not name one does not compute it.
+    """
+    text = "\n".join(_source(m) for m in mods)
+    names = [n for n in SHARED if re.search(rf"\b{n}\b", text)]
+    if names:
+        share(con, " ".join(names))
 
 
 def _event_range(con: duckdb.DuckDBPyConnection) -> tuple[dt.datetime | None, dt.datetime | None]:
@@ -134,6 +156,7 @@ def run(settings: DetectSettings) -> DetectResult:
     windows: dict[str, tuple[dt.datetime, dt.datetime]] = {}
     if lo is None or hi is None:
         return DetectResult((), 0, (), {})
+    share_for(con, mods)
     for m in mods:
         det = m.DETECTION
         until = settings.until or hi
@@ -244,6 +267,8 @@ def detect_findings(con: duckdb.DuckDBPyConnection, rules: Sequence[str] = (),
     if lo is None or hi is None:
         return []
     out: list[Finding] = []
-    for m in ([BY_ID[r] for r in rules] if rules else REGISTRY):
+    mods = [BY_ID[r] for r in rules] if rules else list(REGISTRY)
+    share_for(con, mods)
+    for m in mods:
         out.extend(m.detect(Context(con, lo, hi, dict(overrides or {}))))
     return out

@@ -104,6 +104,18 @@ def window_files(con: duckdb.DuckDBPyConnection, lo: dt.datetime, hi: dt.datetim
     """The snapshot's files whose day lies in the UTC days of ``[lo, hi]``."""
     b = day_bounds(lo, hi)
     return day_files(con, (d for d in _DAY_FILES.get(con, {}) if d and b["dlo"] <= d <= b["dhi"]))
+
+
+def spans_files(con: duckdb.DuckDBPyConnection, windows: Iterable[tuple[dt.datetime, dt.datetime]]) -> list[str]:
+    """The snapshot's files covering the union of the windows (each distinct span of UTC days looked up once).
+
+    Rows whose ``time`` lies in one of the windows are all in these files: ``day`` is the UTC date of ``time``.
+    """
+    spans: dict[tuple[str, str], tuple[dt.datetime, dt.datetime]] = {}
+    for lo, hi in windows:
+        b = day_bounds(lo, hi)
+        spans.setdefault((b["dlo"], b["dhi"]), (lo, hi))
+    return sorted({f for lo, hi in spans.values() for f in window_files(con, lo, hi)})
 _SCHEMAS = """
 SELECT file_name, string_agg(name || ' ' || coalesce(type, '') || ' ' || coalesce(CAST(logical_type AS VARCHAR), '')
                              || ' ' || coalesce(CAST(repetition_type AS VARCHAR), ''), ',' ORDER BY name) AS sig
@@ -401,6 +413,10 @@ def share(con: duckdb.DuckDBPyConnection, sql: str) -> None:
             # Names are the constants above, never input.
             con.execute(f"CREATE OR REPLACE TEMP TABLE shared_{name} AS SELECT * FROM {name}")  # noqa: S608
             con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM shared_{name}")  # noqa: S608
+            if name in BY_CREDENTIAL:
+                # `<name>_for(ids)` (a few credentials' rows) now reads the materialized rows, not the lake again.
+                con.execute(f"CREATE OR REPLACE TEMP MACRO {name}_for(ids) AS TABLE SELECT * FROM shared_{name} "  # noqa: S608
+                            "WHERE ids IS NULL OR credential_id IN (SELECT unnest(ids))")
             done.add(name)
 
 

@@ -26,12 +26,11 @@ from analytics.lake import (
     CACHEABLE,
     DAY_SCAN,
     cached_table,
-    day_bounds,
     day_files,
     index_keys,
     jsonable,
     rows,
-    window_files,
+    spans_files,
 )
 from analytics.timeparse import iso
 from ingest.errors import ConfigError
@@ -257,15 +256,6 @@ def _key_days(con: duckdb.DuckDBPyConnection, keys: Sequence[str]) -> list[str]:
     return [r[0] for r in con.execute(_KEY_DAYS, {"keys": list(keys)}).fetchall()]
 
 
-def _window_files(con: duckdb.DuckDBPyConnection, windows: Iterable[tuple[dt.datetime, dt.datetime]]) -> list[str]:
-    """The day files covering the union of the windows (each distinct span of UTC days looked up once)."""
-    spans: dict[tuple[str, str], tuple[dt.datetime, dt.datetime]] = {}
-    for lo, hi in windows:
-        b = day_bounds(lo, hi)
-        spans.setdefault((b["dlo"], b["dhi"]), (lo, hi))
-    return sorted({f for lo, hi in spans.values() for f in window_files(con, lo, hi)})
-
-
 def _in_windows(con: duckdb.DuckDBPyConnection, sql: str, keys: list[dict[str, Any]], times: list[dt.datetime],
                 window: dt.timedelta) -> list[list[Row]]:
     """Per probe (its string ids ``keys[i]`` and time ``times[i]``): the rows of a window join within
@@ -274,7 +264,7 @@ def _in_windows(con: duckdb.DuckDBPyConnection, sql: str, keys: list[dict[str, A
         return []
     lo = [t - window for t in times]
     hi = [t + window for t in times]
-    files = _window_files(con, zip(lo, hi, strict=True))
+    files = spans_files(con, zip(lo, hi, strict=True))
     if not files:
         return [[] for _ in keys]
     cols = {c: [k[c] for k in keys] for c in keys[0]}

@@ -73,6 +73,50 @@ def test_threshold_override_moves_the_edge(tmp_path: Path) -> None:
     assert detect_findings(con, ["DP-TR-2"], {"DP-TR-2.clock_skew_s": 61}) == []
 
 
+@pytest.mark.parametrize("n", [1, 2, 3, 4])
+def test_tr1_origin_threshold_is_count_distinct(tmp_path: Path, n: int) -> None:
+    """The threshold's SQL (min/max for n <= 2, count(DISTINCT) above) finds exactly the credentials with >= n
+    origins, one per credential here with 1, 2 and 3 origins (workload, else address; NULL origins not counted);
+    and every use is listed, including those on another day than the first (the uses pass reads day files)."""
+    from analytics.detectors.base import ev
+
+    def use(t: float, eid: str, cid: str, wl: str | None, ip: str | None) -> dict[str, Any]:
+        return ev(t, eid, "tool.invoked", category="tool_call", credential_id=cid, actor_id="agent/a",
+                  actor_type="agent", src_workload=wl, src_ip=ip, tool="kb.search")
+
+    day = 86_400.0
+    events = [use(0, "a1", "c1", "wl/a", "10.0.0.1"), use(day, "a2", "c1", "wl/a", "10.0.0.2"),
+              use(0, "b0", "c2", None, None),
+              use(0, "b1", "c2", "wl/a", None), use(2 * day, "b2", "c2", None, "10.0.0.9"),
+              use(0, "d1", "c3", "wl/a", None), use(day, "d2", "c3", "wl/b", None),
+              use(3 * day, "d3", "c3", None, "198.51.100.7")]
+    origins = {"c1": 1, "c2": 2, "c3": 3}
+    con = connect(write_lake(tmp_path, events))
+    found = {f.key[0]: f for f in detect_findings(con, ["DP-TR-1"], {"min_origins": n})}
+    assert set(found) == {c for c, k in origins.items() if k >= n}
+    for cid, f in found.items():
+        assert set(f.event_ids) >= {e["event_id"] for e in events if e["credential_id"] == cid}
+
+
+def test_shared_issuance_serves_the_few_credentials_lookup(tmp_path: Path) -> None:
+    """Once ``int_credential_issued`` is materialized, ``int_credential_issued_for(ids)`` reads it and gives the
+    same rows as before (and as the whole view restricted to those ids)."""
+    from analytics.detectors import tr1_token_origins as m
+    from analytics.lake import share
+
+    con = connect(write_lake(tmp_path, [e for ex in m.EXAMPLES for e in ex.events if ex.name.startswith("two")]))
+    q = "SELECT * FROM int_credential_issued_for(['jti-1', 'nope']) ORDER BY ALL"
+    before = con.execute(q).fetchall()
+    share(con, "int_credential_issued")
+    assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'shared_int_credential_issued'"
+                       ).fetchone() == (1,)
+    assert con.execute(q).fetchall() == before != []
+    plan = str(con.execute("EXPLAIN " + q).fetchall()).upper()
+    assert "PARQUET" not in plan  # from memory, not another scan of the lake
+    assert before == con.execute("SELECT * FROM int_credential_issued WHERE credential_id IN ('jti-1', 'nope') "
+                                 "ORDER BY ALL").fetchall()
+
+
 # A small mixed timeline used by the run tests: one TR-2 and one TR-3 positive.
 def _run_events() -> tuple[dict[str, Any], ...]:
     """A TR-2 positive (used 10 min after expiry) and a TR-3 positive (used 5 min after revocation)."""

@@ -7,6 +7,7 @@ from typing import Any
 
 from analytics.detectors._common import fmt, make
 from analytics.detectors.base import Context, Detection, Finding, Link, Threshold, benign, ev, positive
+from analytics.lake import spans_files
 
 DETECTION = Detection(
     id="DP-TR-1", title="Token reuse: several origins", severity="high",
@@ -20,28 +21,42 @@ DETECTION = Detection(
     thresholds=(Threshold("min_origins", 2, "origins", "distinct origins that make a use suspicious"),),
 )
 
-# Two passes: a cheap count finds the credentials with several origins, then only their uses are listed
-# (listing every credential's uses before HAVING filtered them: 24–28 s instead of 6.6 s at 10M events).
+# Two passes: a cheap aggregate finds the credentials with several origins and the span of their uses, then
+# only their uses are listed, reading only the day files of those spans (listing every credential's uses before
+# HAVING filtered them: 24-28 s instead of 6.6 s at 10M events; the second pass over every file cost as much as
+# the first).
 _USES = """credential_id IS NOT NULL AND category IN ('tool_call', 'authorization', 'api_activity')
   AND activity NOT IN ('token.issued', 'token.exchanged', 'token.refreshed', 'svid.minted', 'role.assumed')"""
-_SQL = f"""
-WITH hits AS (
-    SELECT credential_id FROM events WHERE {_USES}
-    GROUP BY credential_id
-    HAVING count(DISTINCT coalesce(src_workload, src_ip)) >= $min_origins
-       AND max(time) >= $since AND min(time) <= $until
-)
+_ORIGIN = "coalesce(src_workload, src_ip)"
+_HITS = f"""
+SELECT credential_id, min(time) AS lo, max(time) AS hi FROM events WHERE {_USES}
+GROUP BY credential_id
+HAVING {{several}} AND max(time) >= $since AND min(time) <= $until
+"""  # noqa: S608 (constant text)
+_USES_OF = f"""
 SELECT credential_id, list(event_id ORDER BY time) AS ids, list(time ORDER BY time) AS times,
-       list(DISTINCT coalesce(src_workload, src_ip)) AS origins,
+       list(DISTINCT {_ORIGIN}) AS origins,
        list(DISTINCT src_workload) FILTER (WHERE src_workload IS NOT NULL) AS workloads,
        list(DISTINCT src_ip) FILTER (WHERE src_ip IS NOT NULL) AS ips,
        list(DISTINCT user_agent) FILTER (WHERE user_agent IS NOT NULL) AS uas,
        list(DISTINCT actor_id) FILTER (WHERE actor_id IS NOT NULL) AS actors,
        max(time) AS last_use
-FROM events SEMI JOIN hits USING (credential_id)
-WHERE {_USES}
+FROM events_in($files)
+WHERE {_USES} AND credential_id IN (SELECT unnest($keys))
 GROUP BY credential_id
 """  # noqa: S608 (constant text)
+
+
+def several(n: int, expr: str) -> str:
+    """SQL for ``count(DISTINCT expr) >= n`` (``$min_origins`` = n when it is named); min and max answer n <= 2
+    without hashing every distinct value (a third of the first pass's time at 1M events)."""
+    if n <= 0:
+        return "true"
+    if n == 1:
+        return f"max({expr}) IS NOT NULL"
+    if n == 2:
+        return f"min({expr}) <> max({expr})"
+    return f"count(DISTINCT {expr}) >= $min_origins"
 
 
 # Entra ID issues a new uniqueTokenIdentifier on every refresh, so the reuse of a stolen refresh token or
@@ -57,8 +72,7 @@ FROM events
 WHERE session_id IS NOT NULL
   AND activity IN ('session.started', 'token.refreshed', 'authenticated') AND outcome IS DISTINCT FROM 'failure'
 GROUP BY session_id
-HAVING count(DISTINCT coalesce(src_workload, src_ip)) >= $min_origins
-   AND max(time) >= $since AND min(time) <= $until
+HAVING {several} AND max(time) >= $since AND min(time) <= $until
 """
 
 
@@ -78,7 +92,12 @@ def score(workloads: int, ips: list[str], uas: int) -> float:
 
 def detect(ctx: Context) -> list[Finding]:
     out = []
-    found = ctx.rows(_SQL, {**ctx.window(), "min_origins": int(ctx.p(DETECTION, "min_origins"))})
+    n = int(ctx.p(DETECTION, "min_origins"))
+    cond = several(n, _ORIGIN)
+    params = {**ctx.window(), **({"min_origins": n} if "$min_origins" in cond else {})}
+    spans = ctx.rows(_HITS.format(several=cond), params)
+    files = spans_files(ctx.con, ((r["lo"], r["hi"]) for r in spans))
+    found = ctx.rows(_USES_OF, {"files": files, "keys": [r["credential_id"] for r in spans]}) if files else []
     # The issuance of these credentials only (`_for`): naming the whole view would make this connection aggregate
     # every credential of the lake (`analytics.lake.share`), which a run of this detection alone does not need.
     issued = ctx.lookup("SELECT credential_id AS k, issue_event_id, issue_target AS holder "
@@ -99,7 +118,7 @@ def detect(ctx: Context) -> list[Finding]:
                             for o in origins],
             facts={"credential_id": cid, "origins": ",".join(origins)},
         ))
-    for r in ctx.rows(_SESSION_SQL, {**ctx.window(), "min_origins": int(ctx.p(DETECTION, "min_origins"))}):
+    for r in ctx.rows(_SESSION_SQL.format(several=cond), params):
         sid = r["session_id"]
         origins = sorted(str(o) for o in r["origins"])
         s = score(len(r["workloads"] or []), list(r["ips"] or []), len(r["uas"] or []))
