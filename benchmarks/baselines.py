@@ -184,14 +184,16 @@ def pandas_pc3(files: Sequence[str], since: dt.datetime, until: dt.datetime) -> 
 
 # -- detection baselines: hand-written DuckDB ---------------------------------------------------
 def _duck(files: Sequence[str]) -> duckdb.DuckDBPyConnection:
+    """A connection with view ``ev`` over the files (the functions below take one to time their query alone)."""
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     con.sql("SELECT * FROM read_parquet($f, union_by_name = true)", params={"f": list(files)}).create_view("ev")
     return con
 
 
-def duckdb_tr1(files: Sequence[str], since: dt.datetime, until: dt.datetime) -> set[tuple[str, ...]]:
-    con = _duck(files)
+def duckdb_tr1(files: Sequence[str], since: dt.datetime, until: dt.datetime,
+              con: duckdb.DuckDBPyConnection | None = None) -> set[tuple[str, ...]]:
+    con = con or _duck(files)
     rows = con.execute(f"""
         SELECT credential_id FROM ev
         WHERE credential_id IS NOT NULL AND category IN {USE_CATEGORIES} AND activity NOT IN {TR1_SKIP}
@@ -201,8 +203,9 @@ def duckdb_tr1(files: Sequence[str], since: dt.datetime, until: dt.datetime) -> 
     return {(r[0],) for r in rows}
 
 
-def duckdb_tr2(files: Sequence[str], since: dt.datetime, until: dt.datetime) -> set[tuple[str, ...]]:
-    con = _duck(files)
+def duckdb_tr2(files: Sequence[str], since: dt.datetime, until: dt.datetime,
+              con: duckdb.DuckDBPyConnection | None = None) -> set[tuple[str, ...]]:
+    con = con or _duck(files)
     rows = con.execute(f"""
         WITH iss AS (
           SELECT credential_id, arg_min(credential_expires_at, (time, event_id)) AS exp FROM ev
@@ -215,8 +218,9 @@ def duckdb_tr2(files: Sequence[str], since: dt.datetime, until: dt.datetime) -> 
     return {(r[0],) for r in rows}
 
 
-def duckdb_pc3(files: Sequence[str], since: dt.datetime, until: dt.datetime) -> set[tuple[str, ...]]:
-    con = _duck(files)
+def duckdb_pc3(files: Sequence[str], since: dt.datetime, until: dt.datetime,
+              con: duckdb.DuckDBPyConnection | None = None) -> set[tuple[str, ...]]:
+    con = con or _duck(files)
     priv = ", ".join(f"'{r}'" for r in PRIVILEGED_ROLES)
     rows = con.execute(f"""
         WITH RECURSIVE ra AS (
