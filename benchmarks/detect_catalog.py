@@ -4,8 +4,9 @@
 
 Every detection runs over the lake's whole event range on one shared connection, in registry order, as
 ``detect_findings`` does; the shared intermediates the selected detections name are computed first, on a
-line of their own ("shared"; see docs/detections.md "Cost on 10M events"). Peak RSS is the process's own (``ru_maxrss``). Compare two trees
-side by side by running this script from each checkout on the same lake.
+line of their own ("shared"; see docs/detections.md "Cost on 10M events"). Peak RSS is the process's own
+(``ru_maxrss``); CPU seconds (all threads) come with the wall time, as they move less on a shared machine.
+Compare two trees side by side by running this script from each checkout on the same lake.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ def measure(lake: str, rules: list[str] | None = None, memory_limit: str = DETEC
     from analytics.detectors import BY_ID, REGISTRY
     from analytics.detectors.base import Context
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     con = connect(lake, memory_limit)
     lo, hi = _event_range(con)
     per: dict[str, dict[str, float]] = {}
@@ -39,6 +40,7 @@ def measure(lake: str, rules: list[str] | None = None, memory_limit: str = DETEC
             n = len(m.detect(Context(con, lo, hi, {})))
             per[m.DETECTION.id] = {"seconds": round(time.perf_counter() - t, 2), "findings": n}
     return {"lake": lake, "memory_limit": memory_limit, "total_seconds": round(time.perf_counter() - t0, 2),
+            "cpu_seconds": round(time.process_time() - c0, 2),
             "findings": sum(int(v["findings"]) for v in per.values()), "per_detection": per,
             "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
 
@@ -57,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         for k, v in res["per_detection"].items():
             print(f"{k:9} {v['seconds']:8.2f} s  {int(v['findings']):6} findings")
-        print(f"total {res['total_seconds']:.1f} s, {res['findings']} findings, peak RSS {res['peak_rss_mib']} MiB")
+        print(f"total {res['total_seconds']:.1f} s ({res['cpu_seconds']:.1f} s CPU, all threads), {res['findings']} findings, "
+              f"peak RSS {res['peak_rss_mib']} MiB")
     return 0
 
 
