@@ -20,10 +20,41 @@ DETECTION = Detection(
 # its root in SQL, remembering the root-most credential that carries a scope (the origin); only chains whose
 # candidate holds a scope the origin lacks come back. (A Python graph of every issued credential took 65-92 s
 # at 10M events.) A parent already on the path ends the walk: lineage loops are data, not infinite.
+#
+# Only candidates that can escalate are walked. If every scoped credential on a chain holds no scope beyond
+# its nearest scoped ancestor, the candidate holds nothing beyond its origin (subset is transitive). So a
+# finding needs a "widened" credential on its chain: one with a scope its nearest scoped ancestor lacks
+# (the parent when it has scopes, else the first scoped one above, found by `up` through unscoped ones).
+# Candidates that are widened or descend from one (`tainted`) are walked; on 10M events that is 500 of
+# 1,005,206 and the query takes 2.1-2.4 s instead of 6.0-6.7 s, with the same rows.
 _SQL = """
-WITH RECURSIVE cand AS (
+WITH RECURSIVE up(start, cur, path) AS (
+    SELECT i.credential_id, i.parent_id, [i.credential_id]
+    FROM int_credential_issued i JOIN int_credential_issued p ON p.credential_id = i.parent_id
+    WHERE len(i.scope) > 0 AND coalesce(len(p.scope), 0) = 0
+    UNION ALL
+    SELECT up.start, x.parent_id, list_append(up.path, up.cur)
+    FROM up JOIN int_credential_issued x ON x.credential_id = up.cur
+    WHERE coalesce(len(x.scope), 0) = 0 AND x.parent_id IS NOT NULL AND NOT list_contains(up.path, x.parent_id)
+), step(child, anc) AS (
+    SELECT i.credential_id, i.parent_id
+    FROM int_credential_issued i JOIN int_credential_issued p ON p.credential_id = i.parent_id
+    WHERE len(i.scope) > 0 AND len(p.scope) > 0
+    UNION ALL
+    SELECT up.start, up.cur FROM up JOIN int_credential_issued a ON a.credential_id = up.cur WHERE len(a.scope) > 0
+), widened AS (
+    SELECT s.child AS credential_id FROM step s
+    JOIN int_credential_issued c ON c.credential_id = s.child
+    JOIN int_credential_issued a ON a.credential_id = s.anc
+    WHERE len(list_filter(c.scope, lambda x: NOT list_contains(a.scope, x))) > 0
+), tainted(cid) AS (
+    SELECT credential_id FROM widened
+    UNION
+    SELECT c.credential_id FROM tainted t JOIN int_credential_issued c ON c.parent_id = t.cid
+), cand AS (
     SELECT credential_id, scope FROM int_credential_issued
     WHERE issue_activity = 'token.exchanged' AND len(scope) > 0 AND issued_at >= $since AND issued_at <= $until
+      AND credential_id IN (SELECT cid FROM tainted)
 ), walk(start, cid, depth, path, origin) AS (
     SELECT credential_id, credential_id, 0, [credential_id], credential_id FROM cand
     UNION ALL
@@ -91,8 +122,39 @@ def _tl(worker_scope: list[str]) -> list[dict[str, Any]]:
     ]
 
 
+def _via_unscoped(worker_scope: list[str]) -> list[dict[str, Any]]:
+    """base (scoped) → an SVID-bound token with no scope → worker: the worker's origin is still base."""
+    return [
+        ev(0, "x:base", "token.issued", category="credential", credential_id="b", actor_id="agent/o",
+           actor_type="agent", scope=["kb:search", "docs:read"]),
+        ev(1, "x:mid", "token.exchanged", category="credential", credential_id="u", credential_parent_id="b",
+           actor_id="agent/o", actor_type="agent"),
+        ev(3, "x:wk", "token.exchanged", category="credential", credential_id="w", credential_parent_id="u",
+           actor_id="agent/r", actor_type="agent", scope=worker_scope),
+    ]
+
+
+def _loop() -> list[dict[str, Any]]:
+    """A lineage loop t1 → t3 → t2 → t1 (parent links); t2 holds files:write, which t1 and t3 lack."""
+    return [ev(i, f"x:t{i}", "token.exchanged", category="credential", credential_id=f"t{i}",
+               credential_parent_id=f"t{p}", actor_id="agent/o", actor_type="agent", scope=sc)
+            for i, p, sc in ((1, 3, ["kb:search"]), (2, 1, ["kb:search", "files:write"]), (3, 2, ["kb:search"]))]
+
+
 EXAMPLES = (
     positive("worker token gains users:admin", _tl(["kb:search", "users:admin"]), ("w",)),
+    positive("through a credential without scopes, the worker gains users:admin", _via_unscoped(["users:admin"]),
+             ("w",)),
+    benign("through a credential without scopes, the worker narrows", _via_unscoped(["docs:read"])),
+    positive("escalated mid-chain: the task token and the worker token below it (which only narrows it)",
+             [ev(0, "x:base", "token.issued", category="credential", credential_id="b", actor_id="agent/o",
+                 actor_type="agent", scope=["kb:search"]),
+              ev(1, "x:task", "token.exchanged", category="credential", credential_id="t", credential_parent_id="b",
+                 actor_id="agent/o", actor_type="agent", scope=["kb:search", "users:admin"]),
+              ev(3, "x:wk", "token.exchanged", category="credential", credential_id="w", credential_parent_id="t",
+                 actor_id="agent/r", actor_type="agent", scope=["users:admin"])], ("t",), ("w",)),
+    positive("a lineage loop: only the credential holding more than the loop's root-most scoped one",
+             _loop(), ("t2",)),
     positive("worker token regains a scope dropped mid-chain (origin had docs:read? no: t narrowed, origin=b)",
              _tl(["kb:search", "billing:refund"]), ("w",)),
     benign("every exchange narrows", _tl(["kb:search"])),
