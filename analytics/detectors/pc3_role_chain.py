@@ -20,9 +20,23 @@ DETECTION = Detection(
 )
 PRIVILEGED_ROLES = ("OrganizationAccountAccessRole", "PowerUserAccess", "BreakGlass")
 
+# Only the privileged sessions assumed in the window and their ancestors are read: the graph the chains are
+# walked in is their closure up credential_parent_id, not every role session of the lake (10M events: 155,520
+# rows into Python, 1.6 s, for 500 findings). The SQL test of "privileged" is looser than `privileged` (any
+# row of the session; "Admin" anywhere in the ARN), which still decides on each session's last row.
 _SQL = """
-SELECT event_id, time, credential_id, credential_parent_id, target_id, actor_id FROM events
-WHERE activity = 'role.assumed' AND credential_id IS NOT NULL
+WITH RECURSIVE ra AS MATERIALIZED (
+    SELECT event_id, time, credential_id, credential_parent_id, target_id, actor_id FROM events
+    WHERE activity = 'role.assumed' AND credential_id IS NOT NULL
+), up(cid) AS (
+    SELECT credential_id FROM ra
+    WHERE time BETWEEN $since AND $until
+      AND (contains(target_id, 'Admin') OR string_split(target_id, '/')[-1] IN (SELECT unnest($roles)))
+    UNION
+    SELECT ra.credential_parent_id FROM up JOIN ra ON ra.credential_id = up.cid
+    WHERE ra.credential_parent_id IS NOT NULL
+)
+SELECT * FROM ra WHERE credential_id IN (SELECT cid FROM up) ORDER BY time, event_id
 """
 # The final sessions' API calls, for all findings in one query (one query per finding scanned the lake each time).
 _USES = """
@@ -39,7 +53,7 @@ def privileged(role_arn: str | None) -> bool:
 
 def detect(ctx: Context) -> list[Finding]:
     g = nx.DiGraph()
-    for r in ctx.rows(_SQL):
+    for r in ctx.rows(_SQL, {**ctx.window(), "roles": list(PRIVILEGED_ROLES)}):
         g.add_node(r["credential_id"], **r)
         if r["credential_parent_id"]:
             g.add_edge(r["credential_parent_id"], r["credential_id"])
