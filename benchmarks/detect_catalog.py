@@ -4,7 +4,7 @@
 
 Every detection runs over the lake's whole event range on one shared connection, in registry order, as
 ``detect_findings`` does; the shared intermediates the selected detections name are computed first, on a
-line of their own ("shared"; see docs/detections.md "Cost on 10M events"). Peak RSS is the process's own
+line of their own (``shared_seconds``; see docs/detections.md "Cost on 10M events"). Peak RSS is the process's own
 (``ru_maxrss``); CPU seconds (all threads) come with the wall time, as they move less on a shared machine.
 Compare two trees side by side by running this script from each checkout on the same lake.
 """
@@ -30,18 +30,19 @@ def measure(lake: str, rules: list[str] | None = None, memory_limit: str = DETEC
     con = connect(lake, memory_limit)
     lo, hi = _event_range(con)
     per: dict[str, dict[str, float]] = {}
+    shared = 0.0
     if lo is not None and hi is not None:
         mods = [BY_ID[r] for r in rules] if rules else list(REGISTRY)
         t = time.perf_counter()
         share_for(con, mods)  # as `detect` does: the shared intermediates first, reported on a line of their own
-        per["shared"] = {"seconds": round(time.perf_counter() - t, 2), "findings": 0}
+        shared = round(time.perf_counter() - t, 3)
         for m in mods:
             t = time.perf_counter()
             n = len(m.detect(Context(con, lo, hi, {})))
             per[m.DETECTION.id] = {"seconds": round(time.perf_counter() - t, 2), "findings": n}
     return {"lake": lake, "memory_limit": memory_limit, "total_seconds": round(time.perf_counter() - t0, 2),
             "cpu_seconds": round(time.process_time() - c0, 2),
-            "findings": sum(int(v["findings"]) for v in per.values()), "per_detection": per,
+            "findings": sum(int(v["findings"]) for v in per.values()), "shared_seconds": shared, "per_detection": per,
             "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
 
 
@@ -57,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.json:
         print(json.dumps(res))
     else:
+        print(f"{'shared':9} {res['shared_seconds']:8.2f} s  (intermediates the detections read, computed first)")
         for k, v in res["per_detection"].items():
             print(f"{k:9} {v['seconds']:8.2f} s  {int(v['findings']):6} findings")
         print(f"total {res['total_seconds']:.1f} s ({res['cpu_seconds']:.1f} s CPU, all threads), {res['findings']} findings, "

@@ -74,6 +74,7 @@ def test_detect_catalog_script_times_every_detection(scenario, tmp_path: Path, c
     assert list(res["per_detection"]) == [m.DETECTION.id for m in REGISTRY]
     assert res["findings"] == sum(v["findings"] for v in res["per_detection"].values()) > 0
     assert res["peak_rss_mib"] > 0 and res["total_seconds"] >= max(v["seconds"] for v in res["per_detection"].values())
+    assert 0 < res["shared_seconds"] <= res["total_seconds"]  # the issuance and revocation tables, computed first
 
 
 def test_reference_detections_script_compares_the_three(scenario, tmp_path: Path, capsys) -> None:
