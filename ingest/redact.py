@@ -144,6 +144,10 @@ def _secret_container(key: str, parent: dict[str, Any]) -> bool:
 
 
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+# Secret members that only one source's exact spelling gives away: Vault AppRole's SecretID is ``secret_id``
+# (login requests, secret-id responses), while CloudTrail's ``secretId`` names a Secrets Manager secret (a name
+# or ARN the detections read), so neither word list can hold it.
+EXACT_SECRET_KEYS: frozenset[str] = frozenset({"secret_id"})
 
 
 @lru_cache(maxsize=65_536)
@@ -153,6 +157,8 @@ def is_secret_key(key: str) -> bool:
     camelCase and PascalCase keys are split into words first (``webIdentityToken``,
     ``SAMLAssertion``), so the word patterns apply to every naming style.
     """
+    if key in EXACT_SECRET_KEYS:
+        return True
     k = _CAMEL.sub("_", key)
     return bool(SECRET_KEYS.search(k)) and not SAFE_KEYS.search(k)
 
@@ -263,7 +269,7 @@ _SECRET_KEY_END = (r"(?i:pass|passwd|password|passphrase|pwd|secret|token|bearer
 # A member named like a secret whose value is one that ``redact`` replaces: a string or a number.
 # (Objects and arrays under such a name are walked member by member, and the patterns here see their
 # members; null, true and false are never replaced.)
-_SECRET_MEMBER = rf'"[^"]*{_SECRET_KEY_END}"\s*:\s*["0-9-]'
+_SECRET_MEMBER = rf'"(?:[^"]*{_SECRET_KEY_END}|{"|".join(map(re.escape, sorted(EXACT_SECRET_KEYS)))})"\s*:\s*["0-9-]'
 # A string a source already hashed (Vault's audit HMACs) is kept as it is (``_HASHED``): before the member
 # pattern runs on a record it flagged, such strings become null. Only a whole string token matches: a quote
 # followed by a letter opens a string, and the token ends at the next quote.

@@ -220,6 +220,9 @@ _PLAIN_TOKEN = "s.PLANTEDlegacyVaultToken42"  # no marker of its own: only its k
     (_VAULT, ("response", "wrap_info", "token"), _PLAIN_TOKEN),
     (_VAULT, ("response", "data", "private_key"), "pk-material-1234"),
     (_VAULT, ("response", "data", "credentials"), "user:pass-1234"),
+    # Vault AppRole's SecretID in clear (log_raw): at login, and in the response that generates one
+    (_VAULT, ("request", "data", "secret_id"), "9f1c6d2e-4b7a-4c1d-8e2f-PLANTED00001"),
+    (_VAULT, ("response", "data", "secret_id"), "9f1c6d2e-4b7a-4c1d-8e2f-PLANTED00002"),
 ])
 def test_a_secret_in_a_cloudtrail_or_vault_position_is_flagged(rec: dict[str, Any], path: tuple[str, ...],
                                                                 value: Any) -> None:
@@ -258,6 +261,20 @@ def test_member_shapes_not_flagged_imply_nothing_to_redact(rec: dict[str, Any]) 
     """Secret-named members holding objects, arrays, null, booleans, numbers and (near-)hashes."""
     flagged, changed = _flagged(rec)
     assert flagged or not changed, rec
+
+
+def test_vault_secret_id_is_a_secret_but_cloudtrail_secret_id_is_a_name() -> None:
+    """``secret_id`` (Vault AppRole, snake_case) is redacted; ``secretId`` (CloudTrail: the Secrets Manager secret
+    a call read, by name or ARN) is kept, and so is Vault's ``secret_id_accessor``."""
+    vault = _with(_VAULT, ("request", "data", "secret_id"), "9f1c6d2e-4b7a-4c1d-8e2f-PLANTED00003")
+    raw = orjson.dumps(vault)
+    assert screen([raw]) == [True]
+    assert "PLANTED00003" not in redact_json(raw.decode(), vault)
+    for rec in (_with(_CT_S3, ("requestParameters", "secretId"), "prod/db/password"),
+                _with(_VAULT, ("response", "data", "secret_id_accessor"), "84896a0c-1347-aa90-a4f6-aca8b7558780")):
+        raw = orjson.dumps(rec)
+        assert screen([raw]) == [False]
+        assert redact_json(raw.decode(), rec) == raw.decode()
 
 
 def test_screen_of_a_chunk_matches_record_by_record() -> None:
