@@ -75,7 +75,10 @@ def connect(lake_dir: str | Path, memory_limit: str = DETECT_MEMORY_LIMIT) -> du
 
 @functools.cache
 def _source(m: Any) -> str:
-    return inspect.getsource(m)
+    try:
+        return inspect.getsource(m)
+    except (OSError, TypeError):  # no source (bytecode-only install): the detectors then share lazily, as they read
+        return ""
 
 
 def share_for(con: duckdb.DuckDBPyConnection, mods: Sequence[Any]) -> None:

@@ -116,6 +116,8 @@ def spans_files(con: duckdb.DuckDBPyConnection, windows: Iterable[tuple[dt.datet
         b = day_bounds(lo, hi)
         spans.setdefault((b["dlo"], b["dhi"]), (lo, hi))
     return sorted({f for lo, hi in spans.values() for f in window_files(con, lo, hi)})
+
+
 _SCHEMAS = """
 SELECT file_name, string_agg(name || ' ' || coalesce(type, '') || ' ' || coalesce(CAST(logical_type AS VARCHAR), '')
                              || ' ' || coalesce(CAST(repetition_type AS VARCHAR), ''), ',' ORDER BY name) AS sig
