@@ -150,6 +150,21 @@ _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 EXACT_SECRET_KEYS: frozenset[str] = frozenset({"secret_id"})
 
 
+def _secret_leaves(value: list[Any], _depth: int = 0) -> list[str]:
+    """The strings and numbers of an array held under a secret name (nested arrays included, objects not: their
+    members are judged by their own names): every one of them is a secret (``"password": ["..."]``)."""
+    out: list[str] = []
+    for v in value:
+        tv = type(v)
+        if tv is str or tv is int:
+            sv = str(v)
+            if sv and not _HASHED.match(sv):
+                out.append(sv)
+        elif tv is list and _depth < 64:
+            out.extend(_secret_leaves(v, _depth + 1))
+    return out
+
+
 @lru_cache(maxsize=65_536)
 def is_secret_key(key: str) -> bool:
     """Does a member named ``key`` hold a secret (cached: keys repeat across records)?
@@ -182,6 +197,8 @@ def needs_redaction(value: Any, _depth: int = 0) -> bool:
                     return True
             elif tv is dict or tv is list:
                 if (tv is dict and v and _secret_container(k, value)) or needs_redaction(v, _depth + 1):
+                    return True
+                if tv is list and is_secret_key(k) and _secret_leaves(v):
                     return True
             elif tv is int and is_secret_key(k):
                 return True
@@ -238,7 +255,7 @@ def _has_secret_key(value: Any, _depth: int = 0) -> bool:
                 if (v and _secret_container(k, value)) or _has_secret_key(v, _depth + 1):
                     return True
             elif tv is list:
-                if _has_secret_key(v, _depth + 1):
+                if (is_secret_key(k) and _secret_leaves(v)) or _has_secret_key(v, _depth + 1):
                     return True
             elif tv is int and is_secret_key(k):
                 return True
@@ -266,10 +283,11 @@ _B64 = "A-Za-z0-9/+="
 _SECRET_KEY_END = (r"(?i:pass|passwd|password|passphrase|pwd|secret|token|bearer|authorization|"
                    r"api_?key|api-key|private_?key|access_?key|credential|credentials|cookie|jwt|pem|assertion|"
                    r"verifier|otp)")
-# A member named like a secret whose value is one that ``redact`` replaces: a string or a number.
-# (Objects and arrays under such a name are walked member by member, and the patterns here see their
+# A member named like a secret whose value is one that ``redact`` replaces: a string, a number, or an array (its
+# strings and numbers). (Objects under such a name are walked member by member, and the patterns here see their
 # members; null, true and false are never replaced.)
-_SECRET_MEMBER = rf'"(?:[^"]*{_SECRET_KEY_END}|{"|".join(map(re.escape, sorted(EXACT_SECRET_KEYS)))})"\s*:\s*["0-9-]'
+_SECRET_MEMBER = (rf'"(?:[^"]*{_SECRET_KEY_END}|{"|".join(map(re.escape, sorted(EXACT_SECRET_KEYS)))})"'
+                  r'\s*:\s*[-"0-9\[]')
 # A string a source already hashed (Vault's audit HMACs) is kept as it is (``_HASHED``): before the member
 # pattern runs on a record it flagged, such strings become null. Only a whole string token matches: a quote
 # followed by a letter opens a string, and the token ends at the next quote.
@@ -340,6 +358,8 @@ def redact(value: Any, _depth: int = 0) -> Any:
             if isinstance(v, str | bytes | int) and not isinstance(v, bool) and is_secret_key(ks):
                 sv = v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
                 out[ks] = sv if (not sv or _HASHED.match(sv)) else _mark(sv)
+            elif isinstance(v, list) and is_secret_key(ks):
+                out[ks] = _redact_secret_list(v, _depth + 1)
             elif isinstance(v, dict) and _secret_container(ks, value):
                 out[ks] = {str(ck): _mark(str(cv)) if isinstance(cv, str | int) and not isinstance(cv, bool)
                            else redact(cv, _depth + 2) for ck, cv in v.items()}
@@ -351,6 +371,22 @@ def redact(value: Any, _depth: int = 0) -> Any:
     if isinstance(value, str):
         return redact_text(value)
     return value
+
+
+def _redact_secret_list(value: list[Any], _depth: int) -> list[Any]:
+    """An array under a secret name: its strings and numbers marked (``_secret_leaves``), objects walked."""
+    if _depth > 64:
+        return ["[TRUNCATED: nested deeper than 64]"]
+    out: list[Any] = []
+    for v in value:
+        if isinstance(v, str | int) and not isinstance(v, bool):
+            sv = str(v)
+            out.append(sv if (not sv or _HASHED.match(sv)) else _mark(sv))
+        elif isinstance(v, list):
+            out.append(_redact_secret_list(v, _depth + 1))
+        else:
+            out.append(redact(v, _depth + 1))
+    return out
 
 
 def secret_values(value: Any, _depth: int = 0) -> set[str]:
@@ -368,6 +404,8 @@ def secret_values(value: Any, _depth: int = 0) -> set[str]:
             elif tv is dict and _secret_container(str(k), value):
                 out.update(str(cv) for cv in v.values() if type(cv) in (str, int) and len(str(cv)) >= 4)
             elif tv is dict or tv is list:
+                if tv is list and is_secret_key(str(k)):
+                    out.update(x for x in _secret_leaves(v) if len(x) >= 4)
                 out |= secret_values(v, _depth + 1)
             elif tv is str and len(v) >= 16 and v[0] in "{[":
                 try:

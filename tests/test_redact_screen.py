@@ -220,6 +220,11 @@ _PLAIN_TOKEN = "s.PLANTEDlegacyVaultToken42"  # no marker of its own: only its k
     (_VAULT, ("response", "wrap_info", "token"), _PLAIN_TOKEN),
     (_VAULT, ("response", "data", "private_key"), "pk-material-1234"),
     (_VAULT, ("response", "data", "credentials"), "user:pass-1234"),
+    # an array under a secret name: its strings and numbers are secrets (nested arrays too)
+    (_CT_S3, ("requestParameters", "password"), ["hunter22x-PLANTED"]),
+    (_VAULT, ("request", "data", "token"), [_PLAIN_TOKEN]),
+    (_VAULT, ("request", "data", "secret_id"), [["9f1c6d2e-PLANTED-in-nested-array"]]),
+    (_VAULT, ("request", "data", "password"), [1234567890]),
     # Vault AppRole's SecretID in clear (log_raw): at login, and in the response that generates one
     (_VAULT, ("request", "data", "secret_id"), "9f1c6d2e-4b7a-4c1d-8e2f-PLANTED00001"),
     (_VAULT, ("response", "data", "secret_id"), "9f1c6d2e-4b7a-4c1d-8e2f-PLANTED00002"),
@@ -237,8 +242,15 @@ def test_a_secret_in_a_cloudtrail_or_vault_position_is_flagged(rec: dict[str, An
     stored = orjson.loads(redact_json(raw.decode(), orjson.loads(raw)))
     for k in path:
         stored = stored[k]
-    assert isinstance(stored, str) and "[REDACTED sha256:" in stored, (path, stored)
-    assert not any(part in stored for part in ("hunter22x", "PLANTED", "secret-key", "1234")), (path, stored)
+    leaves, todo = [], [stored]
+    while todo:  # an array under a secret name: every leaf is a mark
+        x = todo.pop()
+        if isinstance(x, list):
+            todo.extend(x)
+        else:
+            leaves.append(x)
+    assert leaves and all(isinstance(x, str) and "[REDACTED sha256:" in x for x in leaves), (path, stored)
+    assert not any(part in str(stored) for part in ("hunter22x", "PLANTED", "secret-key", "1234")), (path, stored)
 
 
 _KEY_NAMES = st.sampled_from([
