@@ -15,8 +15,9 @@ from typing import Any
 from benchmarks.machine import describe
 from benchmarks.report import scale_md, scaling, scaling_md
 from benchmarks.runner import REPO, Runner
-from benchmarks.stats import parse_scale, scale_label
+from benchmarks.stats import scale_label
 from benchmarks.suite import GROUPS, Scale, run_scale
+from sample_data.scale import parse_scale
 
 
 def parser() -> argparse.ArgumentParser:

@@ -6,8 +6,6 @@ import math
 import statistics
 from collections.abc import Sequence
 
-from sample_data.scale import parse_scale  # noqa: F401 (re-exported: the suite's --scale)
-
 
 def summary(values: Sequence[float]) -> dict[str, float]:
     """Median, min and max of a figure's runs."""
