@@ -153,6 +153,9 @@ def test_oidc_login_in_chromium(dashboard, provider, browser):
     page.get_by_role("link", name="Alerts").first.click()
     page.get_by_text("No alerts in the lake").wait_for(timeout=60_000)
     wait_idle(page)
+    # Streamlit may rerun the page once more after the first paint (the main area is blank meanwhile: seen once
+    # on a loaded machine), so the heading is waited for, not read at one instant.
+    page.get_by_role("heading", name="Alerts").first.wait_for(timeout=60_000)
     body = page.inner_text("body")
     assert page.get_by_role("heading", name="Alerts").count() >= 1 and f"Signed in as {EMAIL}" in body, body
     page.screenshot(path=str(SHOTS / "oidc-3-signed-in.png"))
