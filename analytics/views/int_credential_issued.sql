@@ -8,7 +8,7 @@ WITH first AS (
            actor_type, target_id, on_behalf_of, delegation_chain, scope, credential_expires_at, task_id, src_workload,
            source
     FROM events
-    WHERE credential_id IS NOT NULL AND (ids IS NULL OR list_contains(ids, credential_id))
+    WHERE credential_id IS NOT NULL AND (ids IS NULL OR credential_id IN (SELECT unnest(ids)))
       AND activity IN ('session.started', 'token.issued', 'token.exchanged', 'token.refreshed', 'svid.minted', 'role.assumed')
       AND coalesce(outcome, 'success') <> 'failure'
     QUALIFY row_number() OVER (PARTITION BY credential_id ORDER BY time, event_id) = 1

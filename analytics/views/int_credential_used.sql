@@ -7,7 +7,7 @@ WITH per_origin AS MATERIALIZED (
                     'on_behalf_of': on_behalf_of, 'delegation_chain': delegation_chain, 'scope': scope,
                     'task_id': task_id}, time) AS r
     FROM events
-    WHERE credential_id IS NOT NULL AND (ids IS NULL OR list_contains(ids, credential_id))
+    WHERE credential_id IS NOT NULL AND (ids IS NULL OR credential_id IN (SELECT unnest(ids)))
       AND activity NOT IN ('session.started', 'token.issued', 'token.exchanged', 'token.refreshed', 'svid.minted',
                            'role.assumed', 'token.revoked', 'secret.revoked', 'session.ended', 'request')
     GROUP BY credential_id, src_workload, src_ip
