@@ -75,6 +75,9 @@ def connect(lake_dir: str | Path, memory_limit: str = DETECT_MEMORY_LIMIT) -> du
 
 @functools.cache
 def _source(m: Any) -> str:
+    declared = getattr(m, "SHARED_READS", None)
+    if declared is not None:  # the module says which shared intermediates it needs computed (may be none)
+        return " ".join(declared)
     try:
         return inspect.getsource(m)
     except (OSError, TypeError):  # no source (bytecode-only install): the detectors then share lazily, as they read
@@ -82,7 +85,8 @@ def _source(m: Any) -> str:
 
 
 def share_for(con: duckdb.DuckDBPyConnection, mods: Sequence[Any]) -> None:
-    """Materialize up front each shared intermediate that one of ``mods`` names in its code (``analytics.lake.share``).
+    """Materialize up front each shared intermediate that one of ``mods`` names in its code (``analytics.lake.share``),
+    or in its ``SHARED_READS`` when it declares one.
 
     It is computed once either way; computed first, every detector's reads of it, including the lookups of a few
     credentials' rows (``int_credential_issued_for``), come from memory whatever the order the detectors run in.

@@ -422,6 +422,11 @@ def share(con: duckdb.DuckDBPyConnection, sql: str) -> None:
             done.add(name)
 
 
+def is_shared(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    """Whether ``share`` has materialized ``name`` on this connection (as ``shared_<name>``)."""
+    return name in _SHARED.get(con, ())
+
+
 _KEY_DAYS = """SELECT DISTINCT h, day FROM (
     SELECT hash(event_id) AS h, day FROM raw_events UNION ALL
     SELECT hash(credential_id), day FROM raw_events WHERE credential_id IS NOT NULL) ORDER BY h"""

@@ -6,6 +6,7 @@ from typing import Any
 
 from analytics.detectors._common import fmt, make
 from analytics.detectors.base import Context, Detection, Finding, Link, Threshold, benign, ev, positive
+from analytics.lake import is_shared
 
 DETECTION = Detection(
     id="DP-TR-2", title="Token reuse: after expiry", severity="high",
@@ -17,14 +18,34 @@ DETECTION = Detection(
     thresholds=(Threshold("clock_skew_s", 60, "s", "tolerated difference between clocks"),),
 )
 
+# The expiry recorded at issuance, with the issuance's event and target. Alone, one aggregate over the issuance
+# records (the first by time, then event id, as the issuance intermediate orders them): reading the whole
+# intermediate computed all sixteen of its columns for every credential of the lake first (10M events: 3.9-4.1 s
+# for the detection instead of 5.7-6.3 s, same rows). In a catalog run, where that intermediate is already
+# materialized for the other detectors (`analytics.lake.share`), its rows are read instead.
+SHARED_READS: tuple[str, ...] = ()  # nothing computed for this detection: it reads the issuance rows only if shared
+_ISSUED_ALONE = """
+    SELECT credential_id,
+           arg_min({'expires_at': credential_expires_at, 'event_id': event_id,
+                    'target': coalesce(target_id, actor_id)}, (time, event_id)) AS i
+    FROM events
+    WHERE credential_id IS NOT NULL
+      AND activity IN ('session.started', 'token.issued', 'token.exchanged', 'token.refreshed', 'svid.minted',
+                       'role.assumed')
+      AND coalesce(outcome, 'success') <> 'failure'
+    GROUP BY credential_id"""
+_ISSUED_SHARED = """
+    SELECT credential_id, {'expires_at': expires_at, 'event_id': issue_event_id, 'target': issue_target} AS i
+    FROM shared_int_credential_issued"""
 _SQL = """
-SELECT u.credential_id, u.event_id, u.time, u.actor_id, coalesce(c.expires_at, u.credential_expires_at) AS exp,
-       c.issue_event_id, c.issue_target AS holder
-FROM events u LEFT JOIN int_credential_issued c USING (credential_id)
+WITH issued AS ({issued})
+SELECT u.credential_id, u.event_id, u.time, u.actor_id, coalesce(c.i.expires_at, u.credential_expires_at) AS exp,
+       c.i.event_id AS issue_event_id, c.i.target AS holder
+FROM events u LEFT JOIN issued c USING (credential_id)
 WHERE u.credential_id IS NOT NULL AND u.category IN ('tool_call', 'authorization', 'api_activity')
   AND u.time BETWEEN $since AND $until
-  AND coalesce(c.expires_at, u.credential_expires_at) IS NOT NULL
-  AND u.time > coalesce(c.expires_at, u.credential_expires_at) + to_microseconds(CAST($skew * 1e6 AS BIGINT))
+  AND coalesce(c.i.expires_at, u.credential_expires_at) IS NOT NULL
+  AND u.time > coalesce(c.i.expires_at, u.credential_expires_at) + to_microseconds(CAST($skew * 1e6 AS BIGINT))
 ORDER BY u.credential_id, u.time
 """
 
@@ -32,7 +53,8 @@ ORDER BY u.credential_id, u.time
 def detect(ctx: Context) -> list[Finding]:
     skew = ctx.p(DETECTION, "clock_skew_s")
     by: dict[str, list[dict[str, Any]]] = {}
-    for r in ctx.rows(_SQL, {**ctx.window(), "skew": skew}):
+    issued = _ISSUED_SHARED if is_shared(ctx.con, "int_credential_issued") else _ISSUED_ALONE
+    for r in ctx.rows(_SQL.format(issued=issued), {**ctx.window(), "skew": skew}):
         by.setdefault(r["credential_id"], []).append(r)
     out = []
     for cid, rs in by.items():
