@@ -98,6 +98,33 @@ def test_tr1_origin_threshold_is_count_distinct(tmp_path: Path, n: int) -> None:
         assert set(f.event_ids) >= {e["event_id"] for e in events if e["credential_id"] == cid}
 
 
+@pytest.mark.parametrize("n", [1, 2, 3, 4])
+def test_id1_workload_threshold_is_count_distinct(tmp_path: Path, n: int) -> None:
+    """DP-ID-1's two passes find exactly the identities acting from >= n workloads (humans never), and list all of
+    their calls and decisions, on every day, in time order (ties by event id)."""
+    from analytics.detectors.base import ev
+
+    def act(t: float, eid: str, actor: str, wl: str, kind: str = "tool.invoked", typ: str = "agent") -> dict[str, Any]:
+        cat = "tool_call" if kind == "tool.invoked" else "authorization"
+        return ev(t, eid, kind, category=cat, actor_id=actor, actor_type=typ, src_workload=wl)
+
+    day = 86_400.0
+    events = [act(0, "a1", "agent/one", "wl/a"), act(day, "a2", "agent/one", "wl/a", "decision"),
+              act(0, "b2", "agent/two", "wl/a"), act(0, "b1", "agent/two", "wl/b", "decision"),
+              act(0, "c1", "agent/three", "wl/a"), act(day, "c2", "agent/three", "wl/b"),
+              act(3 * day, "c3", "agent/three", "wl/c", "decision"),
+              act(0, "h1", "alice", "wl/a", typ="human"), act(day, "h2", "alice", "wl/b", typ="human"),
+              act(2 * day, "h3", "alice", "wl/c", typ="human")]
+    workloads = {"agent/one": 1, "agent/two": 2, "agent/three": 3}
+    con = connect(write_lake(tmp_path, events))
+    found = {f.key[0]: f for f in detect_findings(con, ["DP-ID-1"], {"min_workloads": n})}
+    assert set(found) == {a for a, k in workloads.items() if k >= n}
+    for actor, f in found.items():
+        mine = sorted((e["t"], e["event_id"]) for e in events if e["actor_id"] == actor)
+        assert list(f.event_ids[:len(mine)]) == [eid for _t, eid in mine]  # then the issuance, none here
+        assert f.key_event_id == mine[0][1]
+
+
 def test_shared_issuance_serves_the_few_credentials_lookup(tmp_path: Path) -> None:
     """Once ``int_credential_issued`` is materialized, ``int_credential_issued_for(ids)`` reads it and gives the
     same rows as before (and as the whole view restricted to those ids)."""
@@ -115,6 +142,39 @@ def test_shared_issuance_serves_the_few_credentials_lookup(tmp_path: Path) -> No
     assert "PARQUET" not in plan  # from memory, not another scan of the lake
     assert before == con.execute("SELECT * FROM int_credential_issued WHERE credential_id IN ('jti-1', 'nope') "
                                  "ORDER BY ALL").fetchall()
+
+
+def test_tr2_reads_shared_issuance_or_its_own_with_the_same_findings(tmp_path: Path) -> None:
+    """DP-TR-2 alone aggregates the expiry at issuance itself; in a catalog run it reads the materialized
+    issuance rows. Both give the same findings, evidence included, on every one of its examples."""
+    import dataclasses
+
+    from analytics.detect import share_for
+    from analytics.detectors import tr2_after_expiry as m
+    from analytics.detectors.base import ev
+    from analytics.lake import is_shared, share
+
+    events = [dict(e, event_id=f"{i}:{e['event_id']}", credential_id=f"{i}:{e.get('credential_id')}")
+              for i, ex in enumerate(m.EXAMPLES) for e in ex.events]
+    # no issuance record: the expiry the use carries; and two issuances, the failed one first
+    events += [ev(900, "solo:use", "tool.invoked", category="tool_call", credential_id="solo", actor_id="agent/s",
+                  credential_expires_at=300),
+               ev(0, "two:iss-failed", "token.exchanged", category="credential", credential_id="two",
+                  actor_id="agent/t", outcome="failure", credential_expires_at=5000),
+               ev(1, "two:iss", "token.exchanged", category="credential", credential_id="two", actor_id="agent/t",
+                  target_id="agent/holder", credential_expires_at=300),
+               ev(900, "two:use", "tool.invoked", category="tool_call", credential_id="two", actor_id="agent/t")]
+    con = connect(write_lake(tmp_path, events))
+    share_for(con, [m])  # declares no shared reads: nothing is materialized for it alone
+    assert not is_shared(con, "int_credential_issued")
+    alone = [dataclasses.asdict(f) for f in detect_findings(con, ["DP-TR-2"])]
+    share(con, "int_credential_issued")
+    assert is_shared(con, "int_credential_issued")
+    shared = [dataclasses.asdict(f) for f in detect_findings(con, ["DP-TR-2"])]
+    assert alone == shared
+    assert {f["key"][0] for f in alone} == {f"{i}:{k[0]}" for i, ex in enumerate(m.EXAMPLES) for k in ex.expect} | {
+        "solo", "two"}
+    assert next(f for f in alone if f["key"] == ("two",))["event_ids"][0] == "two:iss"
 
 
 # A small mixed timeline used by the run tests: one TR-2 and one TR-3 positive.

@@ -17,9 +17,10 @@ DETECTION = Detection(
 )
 
 _SQL = """
-SELECT e.credential_id, e.src_workload, list(e.event_id ORDER BY e.time) AS ids, list(e.time ORDER BY e.time) AS times,
+SELECT e.credential_id, e.src_workload, list(e.event_id ORDER BY e.time, e.event_id) AS ids,
+       list(e.time ORDER BY e.time, e.event_id) AS times,
        any_value(e.actor_id) AS person, any_value(c.issue_event_id) AS issue_id,
-       list(DISTINCT d.event_id) FILTER (WHERE d.event_id IS NOT NULL) AS decisions
+       list(DISTINCT d.event_id ORDER BY d.event_id) FILTER (WHERE d.event_id IS NOT NULL) AS decisions
 FROM events e LEFT JOIN int_credential_issued c USING (credential_id)
 LEFT JOIN events d ON d.activity = 'decision' AND d.trace_id = e.trace_id AND d.span_id = e.span_id
 WHERE e.activity = 'tool.invoked' AND e.actor_type = 'human' AND contains(coalesce(e.src_workload, ''), '/agent/')

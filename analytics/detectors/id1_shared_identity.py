@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from analytics.detectors._common import make
+from analytics.detectors._common import make, several
 from analytics.detectors.base import Context, Detection, Finding, Link, Threshold, benign, ev, positive
+from analytics.lake import spans_files
 
 DETECTION = Detection(
     id="DP-ID-1", title="Shared identity", severity="medium",
@@ -17,20 +18,33 @@ DETECTION = Detection(
     thresholds=(Threshold("min_workloads", 2, "workloads", "distinct workloads that make an identity shared"),),
 )
 
-_SQL = """
-SELECT actor_id, list(DISTINCT src_workload) AS workloads, list(event_id ORDER BY time) AS ids,
-       list(time ORDER BY time) AS times
-FROM events
-WHERE activity IN ('tool.invoked', 'decision') AND src_workload IS NOT NULL AND actor_id IS NOT NULL
-  AND coalesce(actor_type, '') <> 'human'
+# Two passes, as DP-TR-1: a cheap aggregate finds the identities with several workloads and the span of their
+# events, then only their events are listed, from the day files of those spans (listing every identity's events,
+# sorted, before HAVING filtered them cost 1.8-2.0 s of the catalog at 10M events).
+_WHERE = """activity IN ('tool.invoked', 'decision') AND src_workload IS NOT NULL AND actor_id IS NOT NULL
+  AND coalesce(actor_type, '') <> 'human'"""
+_HITS = f"""
+SELECT actor_id, min(time) AS lo, max(time) AS hi FROM events WHERE {_WHERE}
 GROUP BY actor_id
-HAVING count(DISTINCT src_workload) >= $min AND max(time) >= $since AND min(time) <= $until
-"""
+HAVING {{several}} AND max(time) >= $since AND min(time) <= $until
+"""  # noqa: S608 (constant text)
+_EVENTS_OF = f"""
+SELECT actor_id, list(DISTINCT src_workload) AS workloads, list(event_id ORDER BY time, event_id) AS ids,
+       list(time ORDER BY time, event_id) AS times
+FROM events_in($files)
+WHERE {_WHERE} AND actor_id IN (SELECT unnest($keys))
+GROUP BY actor_id
+ORDER BY actor_id
+"""  # noqa: S608 (constant text)
 
 
 def detect(ctx: Context) -> list[Finding]:
     out = []
-    found = ctx.rows(_SQL, {**ctx.window(), "min": int(ctx.p(DETECTION, "min_workloads"))})
+    n = int(ctx.p(DETECTION, "min_workloads"))
+    cond = several(n, "src_workload", "min")
+    hits = ctx.rows(_HITS.format(several=cond), {**ctx.window(), **({"min": n} if "$min" in cond else {})})
+    files = spans_files(ctx.con, ((r["lo"], r["hi"]) for r in hits))
+    found = ctx.rows(_EVENTS_OF, {"files": files, "keys": [r["actor_id"] for r in hits]}) if files else []
     # Ordered, so the alert's evidence list is the same on every run (scan order is not).
     issued = ctx.lookup("SELECT issue_target AS k, issue_event_id FROM int_credential_issued "
                         "WHERE issue_target IN (SELECT unnest($keys)) ORDER BY issued_at, issue_event_id",

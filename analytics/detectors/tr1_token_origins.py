@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from analytics.detectors._common import fmt, make
+from analytics.detectors._common import fmt, make, several
 from analytics.detectors.base import Context, Detection, Finding, Link, Threshold, benign, ev, positive
 from analytics.lake import spans_files
 
@@ -34,7 +34,7 @@ GROUP BY credential_id
 HAVING {{several}} AND max(time) >= $since AND min(time) <= $until
 """  # noqa: S608 (constant text)
 _USES_OF = f"""
-SELECT credential_id, list(event_id ORDER BY time) AS ids, list(time ORDER BY time) AS times,
+SELECT credential_id, list(event_id ORDER BY time, event_id) AS ids, list(time ORDER BY time, event_id) AS times,
        list(DISTINCT {_ORIGIN}) AS origins,
        list(DISTINCT src_workload) FILTER (WHERE src_workload IS NOT NULL) AS workloads,
        list(DISTINCT src_ip) FILTER (WHERE src_ip IS NOT NULL) AS ips,
@@ -47,22 +47,10 @@ GROUP BY credential_id
 """  # noqa: S608 (constant text)
 
 
-def several(n: int, expr: str) -> str:
-    """SQL for ``count(DISTINCT expr) >= n`` (``$min_origins`` = n when it is named); min and max answer n <= 2
-    without hashing every distinct value (a third of the first pass's time at 1M events)."""
-    if n <= 0:
-        return "true"
-    if n == 1:
-        return f"max({expr}) IS NOT NULL"
-    if n == 2:
-        return f"min({expr}) <> max({expr})"
-    return f"count(DISTINCT {expr}) >= $min_origins"
-
-
 # Entra ID issues a new uniqueTokenIdentifier on every refresh, so the reuse of a stolen refresh token or
 # session cookie shows only through the shared session id of the sign-ins (session.started, token.refreshed).
 _SESSION_SQL = """
-SELECT session_id, list(event_id ORDER BY time) AS ids, list(time ORDER BY time) AS times,
+SELECT session_id, list(event_id ORDER BY time, event_id) AS ids, list(time ORDER BY time, event_id) AS times,
        list(DISTINCT coalesce(src_workload, src_ip)) AS origins,
        list(DISTINCT src_workload) FILTER (WHERE src_workload IS NOT NULL) AS workloads,
        list(DISTINCT src_ip) FILTER (WHERE src_ip IS NOT NULL) AS ips,
