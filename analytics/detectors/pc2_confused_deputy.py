@@ -18,14 +18,15 @@ DETECTION = Detection(
 )
 
 _SQL = """
-WITH d AS (
+WITH d AS MATERIALIZED (
   SELECT event_id, time, actor_id, tool, resource, trace_id FROM events
   WHERE activity = 'decision' AND decision = 'deny' AND tool IS NOT NULL AND trace_id IS NOT NULL
 ), a AS (
   SELECT event_id, time, actor_id, tool, resource, trace_id, span_id FROM events
-  WHERE activity = 'decision' AND decision = 'allow'
-), m AS (
-  SELECT event_id, time, trace_id, span_id, parent_span_id, actor_id, outcome FROM events WHERE activity = 'tool.invoked'
+  WHERE activity = 'decision' AND decision = 'allow' AND trace_id IN (SELECT trace_id FROM d)
+), m AS MATERIALIZED (
+  SELECT event_id, time, trace_id, span_id, parent_span_id, actor_id, outcome FROM events
+  WHERE activity = 'tool.invoked' AND trace_id IN (SELECT trace_id FROM d)
 )
 SELECT d.event_id AS deny_id, d.time AS deny_time, d.actor_id AS a_actor, a.event_id AS allow_id, a.time AS allow_time,
        a.actor_id AS b_actor, d.tool, d.resource, d.trace_id, m.event_id AS call_id, m.parent_span_id,
