@@ -17,23 +17,27 @@ DETECTION = Detection(
     thresholds=(Threshold("window_s", 5, "s", "how far a decision may be from the call it mediates"),),
 )
 
+# "No decision by trace/span, and none by credential", as two anti-joins on equality keys with the time window
+# as a residual condition: DuckDB builds one hash table per join. The second one only holds the decisions of the
+# credentials the first left (correlated NOT EXISTS subqueries grouped every call's (trace, span, time) first:
+# 3.0-3.2 s for this query at 10M events against 1.3-1.4 s, same rows).
 _SQL = """
+WITH m AS (
+    SELECT event_id, time, actor_id, tool, resource, credential_id, src_workload, outcome, trace_id, span_id
+    FROM events WHERE activity = 'tool.invoked' AND time BETWEEN $since AND $until
+), d AS (
+    SELECT trace_id, span_id, credential_id, time FROM events WHERE activity = 'decision'
+), by_span AS MATERIALIZED (
+    SELECT m.* FROM m ANTI JOIN d ON d.trace_id = m.trace_id AND d.span_id = m.span_id
+        AND d.time BETWEEN m.time - to_microseconds(CAST($w * 1e6 AS BIGINT))
+                       AND m.time + to_microseconds(CAST($w * 1e6 AS BIGINT))
+)
 SELECT m.event_id, m.time, m.actor_id, m.tool, m.resource, m.credential_id, m.src_workload, m.outcome
-FROM events m
-WHERE m.activity = 'tool.invoked' AND m.time BETWEEN $since AND $until
-  -- "no decision by trace/span, and none by credential": two anti-joins on equality keys, which
-  -- DuckDB runs as hash joins (one NOT EXISTS over an OR compared every call with every decision).
-  AND NOT EXISTS (
-    SELECT 1 FROM events d WHERE d.activity = 'decision'
-      AND d.trace_id = m.trace_id AND d.span_id = m.span_id
-      AND d.time BETWEEN m.time - to_microseconds(CAST($w * 1e6 AS BIGINT))
-                     AND m.time + to_microseconds(CAST($w * 1e6 AS BIGINT)))
-  AND NOT EXISTS (
-    SELECT 1 FROM events d WHERE d.activity = 'decision'
-      AND d.credential_id = m.credential_id
-      AND d.time BETWEEN m.time - to_microseconds(CAST($w * 1e6 AS BIGINT))
-                     AND m.time + to_microseconds(CAST($w * 1e6 AS BIGINT)))
-ORDER BY m.time
+FROM by_span m ANTI JOIN (SELECT * FROM d WHERE credential_id IN (SELECT credential_id FROM by_span)) d
+    ON d.credential_id = m.credential_id
+    AND d.time BETWEEN m.time - to_microseconds(CAST($w * 1e6 AS BIGINT))
+                   AND m.time + to_microseconds(CAST($w * 1e6 AS BIGINT))
+ORDER BY m.time, m.event_id
 """
 
 
@@ -58,8 +62,18 @@ def _tl(decision_lag: float | None) -> list[dict[str, Any]]:
     return evs
 
 
+def _by_credential(lag: float, credential: str | None = "j") -> list[dict[str, Any]]:
+    """A call whose decision is on another trace and span: only the credential ties them."""
+    call = _tl(None)[0] | {"credential_id": credential}
+    return [call, ev(40 - lag, "x:dec", "decision", category="authorization", credential_id="j", actor_id="agent/r",
+                     decision="allow", trace_id="t2", span_id="s2")]
+
+
 EXAMPLES = (
     positive("no decision at all", _tl(None), ("x:call",)),
+    benign("decision for the same credential 3 s later, on another trace", _by_credential(-3)),
+    positive("decision for the same credential 6 s earlier, on another trace", _by_credential(6), ("x:call",)),
+    positive("call without a credential, decision on another trace", _by_credential(1, None), ("x:call",)),
     positive("decision 1 s past the window", _tl(6), ("x:call",)),
     benign("decision 4.2 s before the call", _tl(4.2)),
     benign("decision exactly at the window edge", _tl(5)),
