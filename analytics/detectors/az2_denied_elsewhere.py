@@ -17,23 +17,31 @@ DETECTION = Detection(
     thresholds=(Threshold("window_s", 900, "s", "how long after the denial a success elsewhere counts"),),
 )
 
+# The denial/allow pairs first (materialized), then the tool calls of their traces only, read once for both
+# sides (each side scanned every tool call of the lake: 2.7-2.9 s for this query at 10M events against 2.2 s).
 _SQL = """
 WITH d AS (
   SELECT event_id, time, actor_id, tool, resource, trace_id, span_id FROM events
   WHERE activity = 'decision' AND decision = 'deny' AND tool IS NOT NULL AND resource IS NOT NULL
+), pairs AS MATERIALIZED (
+  SELECT d.event_id AS deny_id, d.time AS deny_time, d.actor_id AS a_actor, d.tool, d.resource,
+         d.trace_id AS d_trace, d.span_id AS d_span,
+         a.event_id AS allow_id, a.time AS allow_time, a.actor_id AS b_actor, a.trace_id AS a_trace, a.span_id AS a_span
+  FROM d JOIN events a ON a.activity = 'decision' AND a.decision = 'allow' AND a.tool = d.tool
+          AND a.resource = d.resource AND a.actor_id <> d.actor_id AND a.time > d.time
+          AND a.time <= d.time + to_microseconds(CAST($window * 1e6 AS BIGINT))
+          AND a.trace_id IS DISTINCT FROM d.trace_id
+  WHERE a.time BETWEEN $since AND $until
+), calls AS MATERIALIZED (
+  SELECT event_id, trace_id, span_id, outcome FROM events
+  WHERE activity = 'tool.invoked' AND trace_id IN (SELECT a_trace FROM pairs UNION ALL SELECT d_trace FROM pairs)
 )
-SELECT d.event_id AS deny_id, d.time AS deny_time, d.actor_id AS a_actor, d.tool, d.resource,
-       a.event_id AS allow_id, a.time AS allow_time, a.actor_id AS b_actor, m.event_id AS call_id,
-       dm.event_id AS deny_call_id
-FROM d JOIN events a ON a.activity = 'decision' AND a.decision = 'allow' AND a.tool = d.tool
-        AND a.resource = d.resource AND a.actor_id <> d.actor_id AND a.time > d.time
-        AND a.time <= d.time + to_microseconds(CAST($window * 1e6 AS BIGINT))
-        AND a.trace_id IS DISTINCT FROM d.trace_id
-JOIN events m ON m.activity = 'tool.invoked' AND m.trace_id = a.trace_id AND m.span_id = a.span_id
-        AND m.outcome = 'success'
-LEFT JOIN events dm ON dm.activity = 'tool.invoked' AND dm.trace_id = d.trace_id AND dm.span_id = d.span_id
-WHERE a.time BETWEEN $since AND $until
-ORDER BY d.time
+SELECT p.deny_id, p.deny_time, p.a_actor, p.tool, p.resource, p.allow_id, p.allow_time, p.b_actor,
+       m.event_id AS call_id, dm.event_id AS deny_call_id
+FROM pairs p
+JOIN calls m ON m.trace_id = p.a_trace AND m.span_id = p.a_span AND m.outcome = 'success'
+LEFT JOIN calls dm ON dm.trace_id = p.d_trace AND dm.span_id = p.d_span
+ORDER BY p.deny_time, p.deny_id, p.allow_id, call_id, deny_call_id
 """
 
 
