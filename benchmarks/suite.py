@@ -270,6 +270,20 @@ def _kafka(sc: Scale, repeat: int, runner: Runner, figs: Figures, notes: list[st
             figs.add("kafka.group_join_s", "Kafka → lake, 1 collector: start to group assignment", "s",
                      o.result["t_assigned"] - o.result["t0"], better="lower")
 
+            step(f"Kafka run {r + 1}: 1 collector, 2 parsing workers")
+            # The same single collector with a pool of parsing processes (`ingest kafka --workers 2`): it fetches
+            # and commits while the workers parse, as the file collector does. Not the figure the 2-collector
+            # ratio divides by (that compares processes of one parsing core each).
+            lake_w = sc.scratch("lake-k1w2")
+            o = runner.call("kafka_collect", {"bootstrap": b.bootstrap, "topic": "bench", "group": f"c1w2-{r}",
+                                              "lake": str(lake_w), "workers": 2})
+            _check_landed(o.result["read"], n, "1 collector, 2 parsing workers", notes)
+            figs.add("kafka.events_per_s_w2", "Kafka → lake, 1 collector with 2 parsing workers (--workers 2)",
+                     "records/s", o.result["read"] / (o.result["t_end"] - o.result["t0"]), peak_rss_mb=o.peak_rss_mb)
+            figs.add("kafka.steady_events_per_s_w2", "Kafka → lake, 1 collector with 2 parsing workers, steady state",
+                     "records/s", o.result["read"] / (o.result["t_end"] - o.result["t_assigned"]))
+            shutil.rmtree(lake_w, ignore_errors=True)
+
             step(f"Kafka run {r + 1}: 2 collectors, one group")
             lake2 = sc.scratch("lake-k2")
             hs = [runner.spawn("kafka_collect", {"bootstrap": b.bootstrap, "topic": "bench", "group": f"c2-{r}",
@@ -362,6 +376,10 @@ def _ratios(items: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
           "kafka.steady_events_per_s", "kafka.ceiling_steady_events_per_s")
     ratio("kafka.steady_ratio_2procs", "2 collector processes / 1, both in steady state",
           "kafka.steady_events_per_s_2procs", "kafka.steady_events_per_s")
+    ratio("kafka.ratio_w2_vs_ceiling", "Kafka → lake (1 collector, 2 parsing workers) / bare consumer ceiling",
+          "kafka.events_per_s_w2", "kafka.ceiling_events_per_s")
+    ratio("kafka.steady_ratio_w2_vs_ceiling", "Kafka → lake (1 collector, 2 parsing workers) / bare ceiling, "
+          "both in steady state", "kafka.steady_events_per_s_w2", "kafka.ceiling_steady_events_per_s")
     for did in BASELINE_DETECTIONS:
         for impl in ("pandas", "duckdb"):
             ratio(f"detect.{did}.speedup_vs_{impl}", f"{did}: {impl} baseline time / product time",
