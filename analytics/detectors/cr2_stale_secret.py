@@ -16,14 +16,20 @@ DETECTION = Detection(
     thresholds=(Threshold("max_age_days", 90, "d", "secret rotation policy"),),
 )
 
+# The latest rotation at or before each read, by an ASOF join (one correlated subquery per column cost three
+# joins of every read: 10M events, 1.45 s in a catalog run). Rotations at the same instant count as one, the
+# one with the greatest event id, so the answer is the same on every run.
 _SQL = """
-WITH rot AS (SELECT resource, time, event_id, request_id FROM events WHERE activity = 'secret.rotated')
+WITH rot AS (
+    SELECT resource, time, arg_max({'event_id': event_id, 'request_id': request_id}, event_id) AS x
+    FROM events WHERE activity = 'secret.rotated' AND resource IS NOT NULL
+    GROUP BY resource, time
+)
 SELECT r.event_id, r.time, r.actor_id, r.resource, r.request_id,
-       (SELECT max(x.time) FROM rot x WHERE x.resource = r.resource AND x.time <= r.time) AS last_rot,
-       (SELECT arg_max(x.event_id, x.time) FROM rot x WHERE x.resource = r.resource AND x.time <= r.time) AS rot_id,
-       (SELECT arg_max(x.request_id, x.time) FROM rot x WHERE x.resource = r.resource AND x.time <= r.time) AS rot_req
-FROM events r
+       x.time AS last_rot, x.x.event_id AS rot_id, x.x.request_id AS rot_req
+FROM events r ASOF LEFT JOIN rot x ON x.resource = r.resource AND x.time <= r.time
 WHERE r.activity = 'secret.read' AND r.resource IS NOT NULL AND r.time BETWEEN $since AND $until
+ORDER BY r.time, r.event_id
 """
 _REQ = ("SELECT request_id AS k, event_id FROM events WHERE activity = 'request' AND request_id IN (SELECT unnest($keys))"
         " ORDER BY time, event_id")
@@ -65,8 +71,20 @@ def _tl(age_days: float) -> list[dict[str, Any]]:
     ]
 
 
+def _rot(age_days: float, eid: str, path: str = "secret/data/legacy/ftp") -> dict[str, Any]:
+    return ev(-age_days * 86400, eid, "secret.rotated", category="credential", resource=path,
+              actor_id="workload/rotator")
+
+
 EXAMPLES = (
     positive("rotated 120 days before", _tl(120), ("secret/data/legacy/ftp", "x:rot")),
+    benign("rotated 120 and again 10 days before: the latest counts", [*_tl(120), _rot(10, "x:rot2")]),
+    positive("the rotation after the read does not count", [*_tl(120), _rot(-1, "x:later")],
+             ("secret/data/legacy/ftp", "x:rot")),
+    benign("rotated at the instant of the read", [*_tl(120), _rot(0, "x:now")]),
+    positive("another secret's rotation does not count", [*_tl(120), _rot(1, "x:other", "secret/data/other")],
+             ("secret/data/legacy/ftp", "x:rot")),
+    positive("never rotated", _tl(120)[1:], ("secret/data/legacy/ftp", "never")),
     positive("1 s over 90 days", _tl(90 + 1 / 86400), ("secret/data/legacy/ftp", "x:rot")),
     benign("exactly 90 days", _tl(90)),
     benign("rotated 80 days before", _tl(80)),
