@@ -17,14 +17,20 @@ DETECTION = Detection(
     thresholds=(Threshold("revocation_grace_s", 30, "s", "time a revocation takes to reach every relying party"),),
 )
 
+# The late uses first, against the revocations alone; the issuance (evidence, and a credential must have one)
+# is joined to those few rows only, not to every use of the lake.
 _SQL = """
-SELECT u.credential_id, u.event_id, u.time, u.actor_id, r.revoked_at, r.revoke_event_id, c.issue_event_id,
+WITH late AS MATERIALIZED (
+    SELECT u.credential_id, u.event_id, u.time, u.actor_id, r.revoked_at, r.revoke_event_id
+    FROM events u JOIN int_credential_revoked r USING (credential_id)
+    WHERE u.category IN ('tool_call', 'authorization', 'api_activity')
+      AND u.time BETWEEN $since AND $until
+      AND u.time > r.revoked_at + to_microseconds(CAST($grace * 1e6 AS BIGINT))
+)
+SELECT l.credential_id, l.event_id, l.time, l.actor_id, l.revoked_at, l.revoke_event_id, c.issue_event_id,
        c.issue_target AS holder
-FROM events u JOIN int_credential_issued c USING (credential_id) JOIN int_credential_revoked r USING (credential_id)
-WHERE u.category IN ('tool_call', 'authorization', 'api_activity')
-  AND u.time BETWEEN $since AND $until
-  AND u.time > r.revoked_at + to_microseconds(CAST($grace * 1e6 AS BIGINT))
-ORDER BY u.credential_id, u.time
+FROM late l JOIN int_credential_issued c USING (credential_id)
+ORDER BY l.credential_id, l.time, l.event_id
 """
 
 
