@@ -31,6 +31,7 @@ class Outcome:
     result: dict[str, Any]
     wall_s: float          # process wall time, start-up included
     peak_rss_mb: float     # the process's own peak resident set (and its waited-for children)
+    cpu_s: float = 0.0     # user + system CPU seconds of the process and its waited-for children (parsing pools)
 
 
 class Runner:
@@ -63,7 +64,8 @@ class Runner:
             raise WorkerFailed(f"benchmark task {h.task!r} exited with {h.proc.returncode}; see {self.log}")
         res = json.loads(h.result.read_text())
         h.result.unlink()
-        return Outcome(res, wall, usage.ru_maxrss / 1024.0)  # Linux reports KiB
+        return Outcome(res, wall, usage.ru_maxrss / 1024.0,  # Linux reports KiB
+                       usage.ru_utime + usage.ru_stime)
 
     def call(self, task: str, args: dict[str, Any]) -> Outcome:
         return self.wait(self.spawn(task, args))

@@ -123,6 +123,8 @@ def run_scale(sc: Scale, repeat: int, runner: Runner, groups: tuple[str, ...], s
             figs.add("file.events_per_s", "file → lake (ingest_files)", "records/s",
                      o.result["read"] / o.result["seconds"], peak_rss_mb=o.peak_rss_mb)
             figs.add("file.peak_rss_mb", "file → lake peak RSS", "MiB", o.peak_rss_mb, better="lower")
+            figs.add("file.cpu_us_per_record", "file → lake CPU per record (whole process and its parsing workers)",
+                     "µs", o.cpu_s / o.result["read"] * 1e6, better="lower")
             if o.result["events"] + o.result["dead_letter"] + o.result["duplicates"] != o.result["read"]:
                 notes.append(f"file ingest accounted {o.result}: events + dead_letter + duplicates != read")
             if not lake_ready:
@@ -136,6 +138,8 @@ def run_scale(sc: Scale, repeat: int, runner: Runner, groups: tuple[str, ...], s
                 c = runner.call("duckdb_ceiling", {"data": str(sc.data), "out": str(out)})
                 figs.add("file.ceiling_events_per_s", "ceiling: DuckDB read_json → Parquet", "records/s",
                          lines / c.result["seconds"], peak_rss_mb=c.peak_rss_mb)
+                figs.add("file.ceiling_cpu_us_per_record", "ceiling CPU per record (whole process)", "µs",
+                         c.cpu_s / lines * 1e6, better="lower")
                 shutil.rmtree(out, ignore_errors=True)
 
     _checkpoint(sc, figs, notes)
@@ -251,6 +255,8 @@ def _kafka(sc: Scale, repeat: int, runner: Runner, figs: Figures, notes: list[st
                                            "out": str(sc.scratch("bare"))})
             figs.add("kafka.ceiling_events_per_s", "ceiling: kafka-python + DuckDB read_json → Parquet", "records/s",
                      o.result["records"] / (o.result["t_end"] - o.result["t0"]), peak_rss_mb=o.peak_rss_mb)
+            figs.add("kafka.ceiling_cpu_us_per_record", "ceiling CPU per record (whole process; broker not counted)",
+                     "µs", o.cpu_s / o.result["records"] * 1e6, better="lower")
             # Steady state: from the first record (the ceiling joins no group) or the group assignment (a collector
             # waits for the broker's first JoinGroup: Tansu holds it for half the session timeout, ~5 s) to the end.
             if o.result.get("t_first"):
@@ -265,6 +271,8 @@ def _kafka(sc: Scale, repeat: int, runner: Runner, figs: Figures, notes: list[st
             figs.add("kafka.events_per_s", "Kafka → lake, 1 collector (KafkaCollector)", "records/s",
                      o.result["read"] / (o.result["t_end"] - o.result["t0"]), peak_rss_mb=o.peak_rss_mb)
             figs.add("kafka.peak_rss_mb", "Kafka → lake peak RSS, 1 collector", "MiB", o.peak_rss_mb, better="lower")
+            figs.add("kafka.cpu_us_per_record", "Kafka → lake CPU per record, 1 collector (whole process)", "µs",
+                     o.cpu_s / o.result["read"] * 1e6, better="lower")
             figs.add("kafka.steady_events_per_s", "Kafka → lake, 1 collector, steady state (from its assignment)",
                      "records/s", o.result["read"] / (o.result["t_end"] - o.result["t_assigned"]))
             figs.add("kafka.group_join_s", "Kafka → lake, 1 collector: start to group assignment", "s",
@@ -282,6 +290,8 @@ def _kafka(sc: Scale, repeat: int, runner: Runner, figs: Figures, notes: list[st
                      "records/s", o.result["read"] / (o.result["t_end"] - o.result["t0"]), peak_rss_mb=o.peak_rss_mb)
             figs.add("kafka.steady_events_per_s_w2", "Kafka → lake, 1 collector with 2 parsing workers, steady state",
                      "records/s", o.result["read"] / (o.result["t_end"] - o.result["t_assigned"]))
+            figs.add("kafka.cpu_us_per_record_w2", "Kafka → lake CPU per record, 1 collector with 2 parsing workers "
+                     "(whole process and its workers)", "µs", o.cpu_s / o.result["read"] * 1e6, better="lower")
             shutil.rmtree(lake_w, ignore_errors=True)
 
             step(f"Kafka run {r + 1}: 2 collectors, one group")

@@ -16,7 +16,9 @@ REPO = Path(__file__).resolve().parent.parent
 
 FIGURES = (
     "gen.events_per_s",
-    "file.events_per_s", "file.ceiling_events_per_s", "file.peak_rss_mb",
+    "file.events_per_s", "file.ceiling_events_per_s", "file.peak_rss_mb", "file.cpu_us_per_record",
+    "file.ceiling_cpu_us_per_record", "kafka.ceiling_cpu_us_per_record", "kafka.cpu_us_per_record",
+    "kafka.cpu_us_per_record_w2",
     "layout.busiest_row_groups_scanned", "layout.busiest_row_groups_total",
     "layout.median_row_groups_scanned", "layout.median_row_groups_total",
     "kafka.produce_events_per_s", "kafka.ceiling_events_per_s", "kafka.events_per_s", "kafka.events_per_s_2procs",
