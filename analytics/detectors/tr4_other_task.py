@@ -16,14 +16,24 @@ DETECTION = Detection(
     maestro=("L3",), ai_rmf=("MEASURE 2.7",),
 )
 
+# The distinct (credential, task) pairs of the uses are checked against the issuance first; only the uses of the
+# mismatched pairs are then listed. Joining every use to the issuance built its hash table on the uses and
+# spilled at 10M events (2.6-2.8 s for the query, against 2.2 s, same rows).
 _SQL = """
-SELECT u.credential_id, u.event_id, u.time, u.actor_id, u.task_id AS used_task, c.task_id AS cred_task,
-       c.issue_event_id, c.issue_target AS holder
-FROM events u JOIN int_credential_issued c USING (credential_id)
-WHERE u.category IN ('tool_call', 'authorization', 'api_activity') AND c.task_id IS NOT NULL
-  AND u.task_id IS NOT NULL AND u.task_id <> c.task_id AND NOT starts_with(u.task_id, c.task_id || '.')
-  AND u.time BETWEEN $since AND $until
-ORDER BY u.credential_id, u.time
+WITH pairs AS (
+    SELECT DISTINCT credential_id, task_id FROM events
+    WHERE category IN ('tool_call', 'authorization', 'api_activity') AND task_id IS NOT NULL
+      AND credential_id IS NOT NULL AND time BETWEEN $since AND $until
+), bad AS MATERIALIZED (
+    SELECT p.credential_id, p.task_id AS used_task, c.task_id AS cred_task, c.issue_event_id, c.issue_target
+    FROM pairs p JOIN int_credential_issued c USING (credential_id)
+    WHERE c.task_id IS NOT NULL AND p.task_id <> c.task_id AND NOT starts_with(p.task_id, c.task_id || '.')
+)
+SELECT u.credential_id, u.event_id, u.time, u.actor_id, b.used_task, b.cred_task, b.issue_event_id,
+       b.issue_target AS holder
+FROM events u JOIN bad b ON b.credential_id = u.credential_id AND b.used_task = u.task_id
+WHERE u.category IN ('tool_call', 'authorization', 'api_activity') AND u.time BETWEEN $since AND $until
+ORDER BY u.credential_id, u.time, u.event_id
 """
 
 
@@ -60,4 +70,7 @@ EXAMPLES = (
     positive("task X token used for task Y", _tl("task-Y"), ("jti-4",)),
     benign("used for its own task", _tl("task-X")),
     benign("used for a sub-task of its task", _tl("task-X.1")),
+    positive("a task whose name only starts like its task", _tl("task-X2"), ("jti-4",)),
+    positive("used for its own task, then for another", [*_tl("task-X"), ev(60, "x:use2", "decision",
+             category="authorization", credential_id="jti-4", actor_id="agent/a", task_id="task-Z")], ("jti-4",)),
 )
