@@ -37,10 +37,12 @@ ORDER BY e.time
 def detect(ctx: Context) -> list[Finding]:
     out = []
     found = ctx.rows(_SQL, ctx.window())
+    # The calls' trace and span first, then the decisions on those traces only (a join of every event with every
+    # decision, filtered by the keys after: 1.6 s at 10M events against 1.1-1.2 s).
     decisions = ctx.lookup(
-        "SELECT m.event_id AS k, d.event_id FROM events m JOIN events d "
-        "ON d.trace_id = m.trace_id AND d.span_id = m.span_id "
-        "WHERE d.activity = 'decision' AND m.event_id IN (SELECT unnest($keys)) ORDER BY d.time, d.event_id",
+        "WITH m AS MATERIALIZED (SELECT event_id, trace_id, span_id FROM events WHERE event_id IN (SELECT unnest($keys))) "
+        "SELECT m.event_id AS k, d.event_id FROM m JOIN events d ON d.trace_id = m.trace_id AND d.span_id = m.span_id "
+        "WHERE d.activity = 'decision' AND d.trace_id IN (SELECT trace_id FROM m) ORDER BY d.time, d.event_id",
         [r["event_id"] for r in found])
     for r in found:
         why = []
