@@ -17,18 +17,22 @@ DETECTION = Detection(
 )
 
 # The latest rotation at or before each read, by an ASOF join (one correlated subquery per column cost three
-# joins of every read: 10M events, 1.45 s in a catalog run). Rotations at the same instant count as one, the
-# one with the greatest event id, so the answer is the same on every run.
+# joins of every read), over one scan for both activities (each scan of a rare activity decodes its columns in
+# every file: 10M events, its query 1.2 s with two scans, 0.7 s with one). Rotations at the same instant count as
+# one, the one with the greatest event id, so the answer is the same on every run.
 _SQL = """
-WITH rot AS (
+WITH s AS MATERIALIZED (
+    SELECT event_id, time, actor_id, resource, request_id, activity FROM events
+    WHERE activity IN ('secret.read', 'secret.rotated') AND resource IS NOT NULL
+), rot AS (
     SELECT resource, time, arg_max({'event_id': event_id, 'request_id': request_id}, event_id) AS x
-    FROM events WHERE activity = 'secret.rotated' AND resource IS NOT NULL
+    FROM s WHERE activity = 'secret.rotated'
     GROUP BY resource, time
 )
 SELECT r.event_id, r.time, r.actor_id, r.resource, r.request_id,
        x.time AS last_rot, x.x.event_id AS rot_id, x.x.request_id AS rot_req
-FROM events r ASOF LEFT JOIN rot x ON x.resource = r.resource AND x.time <= r.time
-WHERE r.activity = 'secret.read' AND r.resource IS NOT NULL AND r.time BETWEEN $since AND $until
+FROM s r ASOF LEFT JOIN rot x ON x.resource = r.resource AND x.time <= r.time
+WHERE r.activity = 'secret.read' AND r.time BETWEEN $since AND $until
 ORDER BY r.time, r.event_id
 """
 _REQ = ("SELECT request_id AS k, event_id FROM events WHERE activity = 'request' AND request_id IN (SELECT unnest($keys))"
