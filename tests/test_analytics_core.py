@@ -367,3 +367,9 @@ def test_build_graph_merges_rows_of_one_edge_by_time_not_text():
     e = build_graph(rows, "a").edges["identity:a", "tool:x", "invoked"]
     assert (e["count"], e["how"]) == (5, "one; two")
     assert (e["first_seen"], e["last_seen"]) == ("2026-11-02T14:03:07Z", "2026-11-02T14:03:07.500000Z")
+
+
+def test_connections_print_no_duckdb_progress_bar(con):
+    """DuckDB draws its own progress bar on stdout for queries over ~2 s, which corrupted `--json` output and
+    benchmark logs on a 10M lake; analytics connections switch it off."""
+    assert con.execute("SELECT current_setting('enable_progress_bar')").fetchone() == (False,)
