@@ -125,6 +125,18 @@ def test_id1_workload_threshold_is_count_distinct(tmp_path: Path, n: int) -> Non
         assert f.key_event_id == mine[0][1]
 
 
+def test_dg2_counts_a_call_once_whatever_its_decision_records(tmp_path: Path) -> None:
+    """A call with two decision records (a retry logged twice) is one call: listed, linked and counted once."""
+    from analytics.detectors import dg2_agent_as_human as m
+
+    ex = next(x for x in m.EXAMPLES if x.name == "one call whose decision was logged twice")
+    con = connect(write_lake(tmp_path, ex.events))
+    (f,) = detect_findings(con, ["DP-DG-2"])
+    assert list(f.event_ids).count("x:call") == 1
+    assert {"x:dec1", "x:dec2"} <= set(f.event_ids)
+    assert len(f.links) == 1 and "in 1 call(s)" in f.explanation
+
+
 def test_shared_issuance_serves_the_few_credentials_lookup(tmp_path: Path) -> None:
     """Once ``int_credential_issued`` is materialized, ``int_credential_issued_for(ids)`` reads it and gives the
     same rows as before (and as the whole view restricted to those ids)."""

@@ -16,15 +16,23 @@ DETECTION = Detection(
     maestro=("L3",), ai_rmf=("GOVERN 1.4",),
 )
 
+# The decisions are gathered per call before the calls are grouped: joined in the same GROUP BY, a call with two
+# decision records (a policy enforcement point that logs a retry) was listed, and counted, twice.
 _SQL = """
+WITH calls AS MATERIALIZED (
+    SELECT event_id, time, actor_id, credential_id, src_workload, trace_id, span_id FROM events
+    WHERE activity = 'tool.invoked' AND actor_type = 'human' AND contains(coalesce(src_workload, ''), '/agent/')
+      AND on_behalf_of IS NULL AND len(coalesce(delegation_chain, [])) <= 1
+), dec AS (
+    SELECT m.event_id, list(d.event_id ORDER BY d.event_id) AS decisions
+    FROM calls m JOIN events d ON d.activity = 'decision' AND d.trace_id = m.trace_id AND d.span_id = m.span_id
+    GROUP BY m.event_id
+)
 SELECT e.credential_id, e.src_workload, list(e.event_id ORDER BY e.time, e.event_id) AS ids,
        list(e.time ORDER BY e.time, e.event_id) AS times,
        any_value(e.actor_id) AS person, any_value(c.issue_event_id) AS issue_id,
-       list(DISTINCT d.event_id ORDER BY d.event_id) FILTER (WHERE d.event_id IS NOT NULL) AS decisions
-FROM events e LEFT JOIN int_credential_issued c USING (credential_id)
-LEFT JOIN events d ON d.activity = 'decision' AND d.trace_id = e.trace_id AND d.span_id = e.span_id
-WHERE e.activity = 'tool.invoked' AND e.actor_type = 'human' AND contains(coalesce(e.src_workload, ''), '/agent/')
-  AND e.on_behalf_of IS NULL AND len(coalesce(e.delegation_chain, [])) <= 1
+       list_sort(list_distinct(flatten(list(x.decisions) FILTER (WHERE x.decisions IS NOT NULL)))) AS decisions
+FROM calls e LEFT JOIN int_credential_issued c USING (credential_id) LEFT JOIN dec x USING (event_id)
 GROUP BY e.credential_id, e.src_workload
 HAVING max(e.time) >= $since AND min(e.time) <= $until
 """
@@ -55,6 +63,10 @@ def _call(on_behalf: str | None, chain: list[str] | None, actor: str, actor_type
 EXAMPLES = (
     positive("coder presents bob's token", [_call(None, None, "bob@corp.example", "human")],
              ("ptok", "spiffe://c/agent/coder")),
+    positive("one call whose decision was logged twice", [
+        _call(None, None, "bob@corp.example", "human") | {"trace_id": "t", "span_id": "s"},
+        *(ev(9, f"x:dec{i}", "decision", category="authorization", credential_id="ptok", actor_id="bob@corp.example",
+             decision="allow", trace_id="t", span_id="s") for i in (1, 2))], ("ptok", "spiffe://c/agent/coder")),
     benign("coder acting on behalf of bob (delegated)",
            [_call("bob@corp.example", ["bob@corp.example", "spiffe://c/agent/coder"], "spiffe://c/agent/coder",
                   "agent")]),
