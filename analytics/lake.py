@@ -151,7 +151,7 @@ def connect(lake_dir: str | Path, memory_limit: str = "2GB", threads: int | None
     con = duckdb.connect(config={"memory_limit": memory_limit, **({"threads": threads} if threads else {})})
     _IN_MEMORY[con] = cached == "memory"
     con.execute("SET TimeZone = 'UTC'")
-    con.execute("SET enable_progress_bar = false")  # DuckDB's own bar on stderr: the CLI shows its own, or none
+    con.execute("SET enable_progress_bar = false")  # DuckDB's own bar went to stdout (into --json output)
     table = Lake(lake_dir).events_table()
     if table is not None and version is not None and version != table.version():
         table = DeltaTable(str(Path(lake_dir) / "events"), version=version)
