@@ -24,7 +24,7 @@ FROM events
 WHERE activity IN ('token.issued', 'token.exchanged', 'token.refreshed', 'svid.minted') AND actor_type = 'agent'
   AND credential_expires_at IS NOT NULL AND time BETWEEN $since AND $until
   AND epoch(credential_expires_at) - epoch(time) > $max
-ORDER BY time
+ORDER BY time, event_id
 """
 
 

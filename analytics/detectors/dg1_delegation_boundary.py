@@ -30,7 +30,7 @@ WHERE e.activity = 'tool.invoked' AND contains(coalesce(e.on_behalf_of, ''), '@'
   AND e.tool IS NOT NULL AND e.time BETWEEN $since AND $until
   AND NOT (list_contains(coalesce(e.scope, []), replace(e.tool, '.', ':'))
            AND (p.scopes IS NULL OR list_contains(p.scopes, replace(e.tool, '.', ':'))))
-ORDER BY e.time
+ORDER BY e.time, e.event_id
 """
 
 

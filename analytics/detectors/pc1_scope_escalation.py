@@ -81,7 +81,7 @@ FROM int_credential_issued WHERE credential_id IN (SELECT unnest($keys))
 _USES = """
 SELECT credential_id AS k, event_id, time, actor_id, tool FROM events
 WHERE credential_id IN (SELECT unnest($keys)) AND category IN ('tool_call', 'authorization', 'api_activity')
-ORDER BY time
+ORDER BY time, event_id
 """
 
 

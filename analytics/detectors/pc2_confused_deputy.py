@@ -39,7 +39,7 @@ JOIN m ON m.trace_id = a.trace_id AND m.span_id = a.span_id
 WHERE EXISTS (SELECT 1 FROM m p WHERE p.trace_id = d.trace_id AND p.actor_id = d.actor_id
                                   AND p.span_id = m.parent_span_id)
   AND a.time BETWEEN $since AND $until
-ORDER BY d.time
+ORDER BY d.time, d.event_id, a.event_id, m.event_id
 """
 
 
