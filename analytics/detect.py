@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import functools
-import inspect
-import re
 import sys
 import uuid
 from collections.abc import Mapping, Sequence
@@ -28,7 +25,7 @@ from analytics import DETECT_MEMORY_LIMIT
 from analytics import alerts as al
 from analytics.detectors import BY_ID, REGISTRY
 from analytics.detectors.base import Context, Finding, iso
-from analytics.lake import SHARED, share
+from analytics.lake import share
 from ingest import faults
 from ingest.errors import ConfigError
 
@@ -73,29 +70,19 @@ def connect(lake_dir: str | Path, memory_limit: str = DETECT_MEMORY_LIMIT) -> du
     return lake_connect(lake_dir, memory_limit)
 
 
-@functools.cache
-def _source(m: Any) -> str:
-    declared = getattr(m, "SHARED_READS", None)
-    if declared is not None:  # the module says which shared intermediates it needs computed (may be none)
-        return " ".join(declared)
-    try:
-        return inspect.getsource(m)
-    except (OSError, TypeError):  # no source (bytecode-only install): the detectors then share lazily, as they read
-        return ""
-
-
 def share_for(con: duckdb.DuckDBPyConnection, mods: Sequence[Any]) -> None:
-    """Materialize up front each shared intermediate that one of ``mods`` names in its code (``analytics.lake.share``),
-    or in its ``SHARED_READS`` when it declares one.
+    """Materialize up front each shared intermediate one of ``mods`` declares in ``SHARED_READS``
+    (``analytics.lake.share``; tests/test_detector_conventions.py checks that each module declares the shared
+    views its SQL reads).
 
     It is computed once either way; computed first, every detector's reads of it, including the lookups of a few
     credentials' rows (``int_credential_issued_for``), come from memory whatever the order the detectors run in.
-    A run whose detectors do not name one does not compute it.
+    A run whose detectors declare none does not compute it; a module that declares none still shares lazily, on
+    its first query that names one (``Context.rows``).
     """
-    text = "\n".join(_source(m) for m in mods)
-    names = [n for n in SHARED if re.search(rf"\b{n}\b", text)]
+    names = {n for m in mods for n in getattr(m, "SHARED_READS", ())}
     if names:
-        share(con, " ".join(names))
+        share(con, " ".join(sorted(names)))
 
 
 def _event_range(con: duckdb.DuckDBPyConnection) -> tuple[dt.datetime | None, dt.datetime | None]:

@@ -60,3 +60,40 @@ def test_labelled_events() -> None:
 
 def test_unknown_framework_id_is_caught() -> None:
     assert "NHI11" not in NHI and "ASI11" not in ASI and "T9999" not in ATTACK and "PR.XX-01" not in CSF
+
+
+def _sql_strings(m: object) -> list[str]:
+    """Every SQL text of a module: its string constants, and those inside its functions (inline lookups)."""
+    import types
+
+    out: list[str] = []
+
+    def walk(code: types.CodeType) -> None:
+        for c in code.co_consts:
+            if isinstance(c, str):
+                out.append(c)
+            elif isinstance(c, types.CodeType):
+                walk(c)
+
+    for v in vars(m).values():
+        if isinstance(v, str):
+            out.append(v)
+        elif isinstance(v, types.FunctionType) and v.__module__ == m.__name__:  # type: ignore[attr-defined]
+            walk(v.__code__)
+    return [s for s in out if "SELECT" in s or "FROM" in s]
+
+
+def test_shared_reads_are_declared() -> None:
+    """`share_for` computes up front what `SHARED_READS` names: each module declares exactly the shared views its
+    SQL reads (DP-TR-2 reads `shared_int_credential_issued` only when another detector has shared it, and
+    declares none)."""
+    import re
+
+    from analytics.lake import SHARED
+
+    for name in _modules():
+        m = importlib.import_module(f"analytics.detectors.{name}")
+        used = {n for n in SHARED for s in _sql_strings(m) if re.search(rf"\b{n}\b", s)}
+        declared = set(getattr(m, "SHARED_READS", ()))
+        assert declared <= set(SHARED), name
+        assert declared == used, (name, used, declared)

@@ -15,6 +15,7 @@ DETECTION = Detection(
     nhi=("NHI5", "NHI10"), asi=("ASI03", "ASI09"), attack=("T1078", "T1134.001"), csf=("PR.AA-05", "DE.CM-03"),
     maestro=("L3",), ai_rmf=("GOVERN 1.4", "MEASURE 2.7"),
 )
+SHARED_READS = ("int_credential_issued",)  # computed first in a catalog run (share_for)
 
 _SQL = """
 WITH person AS (  -- scopes ever issued directly to each person (their own tokens)

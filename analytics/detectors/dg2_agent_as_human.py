@@ -15,6 +15,7 @@ DETECTION = Detection(
     nhi=("NHI10", "NHI9"), asi=("ASI03", "ASI09"), attack=("T1078", "T1550.001"), csf=("PR.AA-02", "PR.AA-03"),
     maestro=("L3",), ai_rmf=("GOVERN 1.4",),
 )
+SHARED_READS = ("int_credential_issued",)  # computed first in a catalog run (share_for)
 
 # The decisions are gathered per call before the calls are grouped: joined in the same GROUP BY, a call with two
 # decision records (a policy enforcement point that logs a retry) was listed, and counted, twice.

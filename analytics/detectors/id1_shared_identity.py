@@ -17,6 +17,7 @@ DETECTION = Detection(
     ai_rmf=("GOVERN 1.4",), match="identity",
     thresholds=(Threshold("min_workloads", 2, "workloads", "distinct workloads that make an identity shared"),),
 )
+SHARED_READS = ("int_credential_issued",)  # computed first in a catalog run (share_for)
 
 # Two passes, as DP-TR-1: a cheap aggregate finds the identities with several workloads and the span of their
 # events, then only their events are listed, from the day files of those spans (listing every identity's events,

@@ -15,6 +15,7 @@ DETECTION = Detection(
     nhi=("NHI5",), asi=("ASI03", "ASI07"), attack=("T1134", "T1548"), csf=("PR.AA-05", "DE.AE-02"),
     maestro=("L3", "L7"), ai_rmf=("MEASURE 2.7", "MANAGE 4.1"),
 )
+SHARED_READS = ("int_credential_issued",)  # computed first in a catalog run (share_for)
 
 # Each candidate (an exchanged credential with scopes, issued in the window) walks credential_parent_id up to
 # its root in SQL, remembering the root-most credential that carries a scope (the origin); only chains whose

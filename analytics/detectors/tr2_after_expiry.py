@@ -23,7 +23,7 @@ DETECTION = Detection(
 # intermediate computed all sixteen of its columns for every credential of the lake first (10M events: 3.9-4.1 s
 # for the detection instead of 5.7-6.3 s, same rows). In a catalog run, where that intermediate is already
 # materialized for the other detectors (`analytics.lake.share`), its rows are read instead.
-SHARED_READS: tuple[str, ...] = ()  # nothing computed for this detection: it reads the issuance rows only if shared
+SHARED_READS: tuple[str, ...] = ()  # nothing computed for it: it reads the issuance rows only if shared
 _ISSUED_ALONE = """
     SELECT credential_id,
            arg_min({'expires_at': credential_expires_at, 'event_id': event_id,

@@ -15,6 +15,7 @@ DETECTION = Detection(
     nhi=("NHI9", "NHI5"), asi=("ASI03", "ASI02"), attack=("T1550.001",), csf=("PR.AA-05", "DE.CM-03"),
     maestro=("L3",), ai_rmf=("MEASURE 2.7",),
 )
+SHARED_READS = ("int_credential_issued",)  # computed first in a catalog run (share_for)
 
 # The distinct (credential, task) pairs of the uses are checked against the issuance first; only the uses of the
 # mismatched pairs are then listed. Joining every use to the issuance built its hash table on the uses and
