@@ -98,6 +98,36 @@ def test_tr1_origin_threshold_is_count_distinct(tmp_path: Path, n: int) -> None:
         assert set(f.event_ids) >= {e["event_id"] for e in events if e["credential_id"] == cid}
 
 
+def test_tr2_own_issuance_aggregate_matches_the_issuance_view(tmp_path: Path) -> None:
+    """DP-TR-2 alone restates "the first successful issuance record" as an aggregate; it must give the expiry, event
+    and target of `int_credential_issued`, row for row: every issuing activity, a failed record, two records of one
+    credential, a tie on time, a role session, a use that issues nothing, no credential."""
+    from analytics.detectors import tr2_after_expiry as m
+    from analytics.detectors.base import ev
+
+    def iss(t: float, eid: str, act: str, cid: str | None, **kw: Any) -> dict[str, Any]:
+        return ev(t, eid, act, category="credential", credential_id=cid, actor_id="agent/a",
+                  credential_expires_at=t + 300, **kw)
+
+    events = [iss(0, f"e-{a}", a, f"c-{a}") for a in ("session.started", "token.issued", "token.exchanged",
+                                                       "token.refreshed", "svid.minted")]
+    events += [iss(0, "r1", "role.assumed", "c-role", target_id="arn:aws:iam::1:role/R"),
+               iss(0, "f1", "token.issued", "c-two", outcome="failure"), iss(5, "f2", "token.issued", "c-two"),
+               iss(9, "f3", "token.refreshed", "c-two"),
+               iss(7, "t-b", "token.issued", "c-tie"), iss(7, "t-a", "token.exchanged", "c-tie"),
+               iss(0, "n1", "token.issued", None),
+               ev(3, "u1", "tool.invoked", category="tool_call", credential_id="c-use", actor_id="agent/a",
+                  credential_expires_at=50)]
+    con = connect(write_lake(tmp_path, events))
+    alone = con.execute(f"SELECT credential_id, i.expires_at, i.event_id, i.target FROM ({m._ISSUED_ALONE}) "  # noqa: S608 (the module's constant)
+                        "ORDER BY credential_id").fetchall()
+    view = con.execute("SELECT credential_id, expires_at, issue_event_id, issue_target FROM int_credential_issued "
+                       "ORDER BY credential_id").fetchall()
+    assert alone == view
+    assert {r[0]: r[2] for r in alone}["c-two"] == "f2" and {r[0]: r[2] for r in alone}["c-tie"] == "t-a"
+    assert len(alone) == 8
+
+
 @pytest.mark.parametrize("n", [1, 2, 3, 4])
 def test_id1_workload_threshold_is_count_distinct(tmp_path: Path, n: int) -> None:
     """DP-ID-1's two passes find exactly the identities acting from >= n workloads (humans never), and list all of
