@@ -77,19 +77,14 @@ def kafka_collect(a: dict[str, Any]) -> dict[str, Any]:
 
     assigned: dict[str, float] = {}
 
-    class Timed(KafkaCollector):  # type: ignore[misc]
-        """The collector as it is, noting when the group first gave it partitions (the join's end)."""
-
-        def _on_assigned(self, partitions: Any) -> None:
-            if partitions:
-                assigned.setdefault("t", time.time())
-            super()._on_assigned(partitions)
+    def on_assigned(_n: int) -> None:  # the group's first assignment ends the join
+        assigned.setdefault("t", time.time())
 
     t0 = time.time()
-    c = Timed(KafkaSettings(bootstrap=a["bootstrap"], topics=(a["topic"],), group=a["group"],
-                            until_idle_s=float(a.get("until_idle_s", 4.0)), idle_flush_s=1.0,
-                            workers=int(a.get("workers") or 1)),
-              Lake(a["lake"]), on_chunk=on_chunk)
+    c = KafkaCollector(KafkaSettings(bootstrap=a["bootstrap"], topics=(a["topic"],), group=a["group"],
+                                     until_idle_s=float(a.get("until_idle_s", 4.0)), idle_flush_s=1.0,
+                                     workers=int(a.get("workers") or 1)),
+                       Lake(a["lake"]), on_chunk=on_chunk, on_assigned=on_assigned)
     s = c.run()
     return {"t0": t0, "t_assigned": assigned.get("t", t0), "t_end": last["t"], **s.to_json()}
 

@@ -87,11 +87,13 @@ class KafkaCollector:
         on_chunk: Callable[[IngestStats], None] | None = None,
         after_commit: Callable[[int], None] | None = None,
         log: Callable[[str], None] = _stderr,
+        on_assigned: Callable[[int], None] | None = None,
     ) -> None:
         self.s = settings
         self.lake = lake
         self.on_chunk = on_chunk
         self.after_commit = after_commit
+        self.on_assigned = on_assigned  # called with the number of partitions the group just gave this member
         self.log = log
         self.stats = IngestStats()
         self._buf: dict[Any, list[tuple[bytes, str, int]]] = {}
@@ -152,6 +154,8 @@ class KafkaCollector:
         self._last_data = time.monotonic()
         for tp in partitions:
             self._start(tp, resolve(self.lake, self.s.group, tp.topic, tp.partition, self._topic_id(tp.topic)))
+        if self.on_assigned and partitions:
+            self.on_assigned(len(partitions))
 
     def _start(self, tp: Any, r: Resume) -> None:
         before = self._topic_ids.get(tp)
