@@ -263,36 +263,26 @@ def _kafka(sc: Scale, repeat: int, runner: Runner, figs: Figures, notes: list[st
                 figs.add("kafka.ceiling_steady_events_per_s", "ceiling, steady state (from the first record)",
                          "records/s", o.result["records"] / (o.result["t_end"] - o.result["t_first"]))
 
-            step(f"Kafka run {r + 1}: 1 collector")
-            lake = sc.scratch("lake-k1")
-            o = runner.call("kafka_collect", {"bootstrap": b.bootstrap, "topic": "bench", "group": f"c1-{r}",
-                                              "lake": str(lake)})
-            _check_landed(o.result["read"], n, "1 collector", notes)
-            figs.add("kafka.events_per_s", "Kafka → lake, 1 collector (KafkaCollector)", "records/s",
-                     o.result["read"] / (o.result["t_end"] - o.result["t0"]), peak_rss_mb=o.peak_rss_mb)
-            figs.add("kafka.peak_rss_mb", "Kafka → lake peak RSS, 1 collector", "MiB", o.peak_rss_mb, better="lower")
-            figs.add("kafka.cpu_us_per_record", "Kafka → lake CPU per record, 1 collector (whole process)", "µs",
-                     o.cpu_s / o.result["read"] * 1e6, better="lower")
-            figs.add("kafka.steady_events_per_s", "Kafka → lake, 1 collector, steady state (from its assignment)",
-                     "records/s", o.result["read"] / (o.result["t_end"] - o.result["t_assigned"]))
-            figs.add("kafka.group_join_s", "Kafka → lake, 1 collector: start to group assignment", "s",
-                     o.result["t_assigned"] - o.result["t0"], better="lower")
-
-            step(f"Kafka run {r + 1}: 1 collector, 2 parsing workers")
-            # The same single collector with a pool of parsing processes (`ingest kafka --workers 2`): it fetches
-            # and commits while the workers parse, as the file collector does. Not the figure the 2-collector
-            # ratio divides by (that compares processes of one parsing core each).
-            lake_w = sc.scratch("lake-k1w2")
-            o = runner.call("kafka_collect", {"bootstrap": b.bootstrap, "topic": "bench", "group": f"c1w2-{r}",
-                                              "lake": str(lake_w), "workers": 2})
-            _check_landed(o.result["read"], n, "1 collector, 2 parsing workers", notes)
-            figs.add("kafka.events_per_s_w2", "Kafka → lake, 1 collector with 2 parsing workers (--workers 2)",
-                     "records/s", o.result["read"] / (o.result["t_end"] - o.result["t0"]), peak_rss_mb=o.peak_rss_mb)
-            figs.add("kafka.steady_events_per_s_w2", "Kafka → lake, 1 collector with 2 parsing workers, steady state",
-                     "records/s", o.result["read"] / (o.result["t_end"] - o.result["t_assigned"]))
-            figs.add("kafka.cpu_us_per_record_w2", "Kafka → lake CPU per record, 1 collector with 2 parsing workers "
-                     "(whole process and its workers)", "µs", o.cpu_s / o.result["read"] * 1e6, better="lower")
-            shutil.rmtree(lake_w, ignore_errors=True)
+            # One collector with one parsing process (the figure the targets and the 2-collector ratio use), then
+            # the same with a pool of 2 (`ingest kafka --workers 2`: it fetches and commits while they parse).
+            for workers, sfx, what in ((1, "", "1 collector"), (2, "_w2", "1 collector with 2 parsing workers")):
+                step(f"Kafka run {r + 1}: {what}")
+                lake = sc.scratch(f"lake-k1{sfx}")
+                o = runner.call("kafka_collect", {"bootstrap": b.bootstrap, "topic": "bench",
+                                                  "group": f"c1{sfx}-{r}", "lake": str(lake), "workers": workers})
+                _check_landed(o.result["read"], n, what, notes)
+                figs.add(f"kafka.events_per_s{sfx}", f"Kafka → lake, {what}", "records/s",
+                         o.result["read"] / (o.result["t_end"] - o.result["t0"]), peak_rss_mb=o.peak_rss_mb)
+                figs.add(f"kafka.steady_events_per_s{sfx}", f"Kafka → lake, {what}, steady state (from its assignment)",
+                         "records/s", o.result["read"] / (o.result["t_end"] - o.result["t_assigned"]))
+                figs.add(f"kafka.cpu_us_per_record{sfx}", f"Kafka → lake CPU per record, {what} (process and workers)",
+                         "µs", o.cpu_s / o.result["read"] * 1e6, better="lower")
+                if workers == 1:
+                    figs.add("kafka.peak_rss_mb", "Kafka → lake peak RSS, 1 collector", "MiB", o.peak_rss_mb,
+                             better="lower")
+                    figs.add("kafka.group_join_s", "Kafka → lake, 1 collector: start to group assignment", "s",
+                             o.result["t_assigned"] - o.result["t0"], better="lower")
+                shutil.rmtree(lake, ignore_errors=True)
 
             step(f"Kafka run {r + 1}: 2 collectors, one group")
             lake2 = sc.scratch("lake-k2")
@@ -310,7 +300,6 @@ def _kafka(sc: Scale, repeat: int, runner: Runner, figs: Figures, notes: list[st
             steady = max(x.result["t_end"] for x in outs) - min(x.result["t_assigned"] for x in outs)
             figs.add("kafka.steady_events_per_s_2procs", "Kafka → lake, 2 collector processes, steady state "
                      "(from the first assignment)", "records/s", read / steady)
-            shutil.rmtree(lake, ignore_errors=True)
             shutil.rmtree(lake2, ignore_errors=True)
 
 
