@@ -25,7 +25,7 @@ from analytics import DETECT_MEMORY_LIMIT
 from analytics import alerts as al
 from analytics.detectors import BY_ID, REGISTRY
 from analytics.detectors.base import Context, Finding, iso
-from analytics.lake import share
+from analytics.lake import share, time_range
 from ingest import faults
 from ingest.errors import ConfigError
 
@@ -86,8 +86,7 @@ def share_for(con: duckdb.DuckDBPyConnection, mods: Sequence[Any]) -> None:
 
 
 def _event_range(con: duckdb.DuckDBPyConnection) -> tuple[dt.datetime | None, dt.datetime | None]:
-    lo, hi = con.execute("SELECT min(time), max(time) FROM events").fetchone() or (None, None)
-    return lo, hi
+    return time_range(con)
 
 
 def watermarks(lake_dir: str | Path) -> dict[str, dt.datetime]:

@@ -31,6 +31,8 @@ import duckdb
 import pyarrow as pa
 from deltalake import DeltaTable
 
+from analytics.lakefiles import FileFacts, signatures
+from analytics.lakefiles import time_range as lakefiles_time_range
 from ingest.events import SCHEMA
 from ingest.lake import Lake
 
@@ -128,20 +130,22 @@ def spans_files(con: duckdb.DuckDBPyConnection, windows: Iterable[tuple[dt.datet
     return sorted({f for lo, hi in spans.values() for f in window_files(con, lo, hi)})
 
 
-_SCHEMAS = """
-SELECT file_name, string_agg(name || ' ' || coalesce(type, '') || ' ' || coalesce(CAST(logical_type AS VARCHAR), '')
-                             || ' ' || coalesce(CAST(repetition_type AS VARCHAR), ''), ',' ORDER BY name) AS sig
-FROM parquet_schema($files) GROUP BY file_name
-"""
-
-
-def _by_schema(con: duckdb.DuckDBPyConnection, files: list[str]) -> list[list[str]]:
-    """The files grouped by Parquet schema (read once, at connect), each group in snapshot order."""
-    sig = dict(con.execute(_SCHEMAS, {"files": files}).fetchall())
+def _by_schema(con: duckdb.DuckDBPyConnection, lake_dir: str | Path, facts: FileFacts) -> list[list[str]]:
+    """The files grouped by Parquet schema (``lakefiles.signatures``: cached per file), each group in snapshot order."""
+    sig = signatures(con, lake_dir, facts)
     groups: dict[str, list[str]] = {}
-    for f in files:
+    for f in facts.uris:
         groups.setdefault(sig.get(f, ""), []).append(f)
     return list(groups.values())
+
+
+_FACTS: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, FileFacts] = weakref.WeakKeyDictionary()
+
+
+def time_range(con: duckdb.DuckDBPyConnection) -> tuple[dt.datetime | None, dt.datetime | None]:
+    """The earliest and latest event time of the connection's snapshot (exact; ``lakefiles.time_range`` reads
+    only the files whose Delta statistics say they can hold them)."""
+    return lakefiles_time_range(con, _FACTS.get(con))
 
 
 def connect(lake_dir: str | Path, memory_limit: str = "2GB", threads: int | None = None,
@@ -166,10 +170,13 @@ def connect(lake_dir: str | Path, memory_limit: str = "2GB", threads: int | None
     if table is not None and version is not None and version != table.version():
         table = DeltaTable(str(Path(lake_dir) / "events"), version=version)
     # File list and version from one snapshot: the mart cache is keyed by the version the views read.
-    files = list(table.file_uris()) if table is not None else []
+    facts = FileFacts.of(table) if table is not None else None
+    files = facts.uris if facts is not None else []
     _SNAPSHOT[con] = (Path(lake_dir), table.version() if table is not None else -1)
-    if files:
-        groups = _by_schema(con, files)
+    if facts is not None:
+        _FACTS[con] = facts
+    if facts is not None and files:
+        groups = _by_schema(con, lake_dir, facts)
         # One scan per distinct file schema, united by name: `union_by_name` would re-read every footer at
         # every bind (~100 ms per view reference on a 100-file lake); a fixed schema binds from one file.
         sql = " UNION ALL BY NAME ".join(
