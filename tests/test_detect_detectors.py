@@ -219,6 +219,52 @@ def test_tr2_reads_shared_issuance_or_its_own_with_the_same_findings(tmp_path: P
     assert next(f for f in alone if f["key"] == ("two",))["event_ids"][0] == "two:iss"
 
 
+def test_tr1_alone_and_in_a_catalog_run_give_the_same_findings(tmp_path: Path) -> None:
+    """DP-TR-1 alone aggregates its hits' issuance in the scan that lists their uses; in a catalog run it reads the
+    materialized issuance. Both give the same findings, evidence included: its examples, plus an issuance days
+    before the uses, a failed issuance first, two issuances tied on time, a credential never issued, a use
+    logged before its issuance, and two sign-in sessions (the second pass of each key reads only its spans' day files)."""
+    import dataclasses
+
+    from analytics.detectors import tr1_token_origins as m
+    from analytics.detectors.base import ev
+    from analytics.lake import is_shared, share
+
+    def use(t: float, eid: str, cid: str, wl: str) -> dict[str, Any]:
+        return ev(t, eid, "tool.invoked", category="tool_call", credential_id=cid, actor_id="agent/u",
+                  src_workload=wl, src_ip="10.0.0.1")
+
+    def iss(t: float, eid: str, cid: str, act: str = "token.exchanged", **kw: Any) -> dict[str, Any]:
+        return ev(t, eid, act, category="credential", credential_id=cid, actor_id="agent/i", **kw)
+
+    day = 86_400.0
+    events = [dict(e, event_id=f"{i}:{e['event_id']}", credential_id=f"{i}:{e.get('credential_id')}",
+                   session_id=e.get("session_id") and f"{i}:{e['session_id']}")
+              for i, ex in enumerate(m.EXAMPLES) for e in ex.events]
+    events += [iss(0, "old:iss", "old", target_id="agent/holder"), use(5 * day, "old:u1", "old", "wl/a"),
+               use(5 * day + 9, "old:u2", "old", "wl/b"),
+               iss(0, "f:iss-failed", "f", outcome="failure"), iss(1, "f:iss", "f", "token.issued"),
+               use(9, "f:u1", "f", "wl/a"), use(10, "f:u2", "f", "wl/b"),
+               iss(3, "tie:b", "tie"), iss(3, "tie:a", "tie", "token.refreshed"),
+               use(9, "tie:u1", "tie", "wl/a"), use(day, "tie:u2", "tie", "wl/b"),
+               use(9, "none:u1", "none", "wl/a"), use(10, "none:u2", "none", "wl/b"),
+               use(5, "early:u1", "early", "wl/a"), iss(8, "early:iss", "early"), use(9, "early:u2", "early", "wl/b")]
+    con = connect(write_lake(tmp_path, events))
+    assert not is_shared(con, "int_credential_issued")
+    alone = [dataclasses.asdict(f) for f in detect_findings(con, ["DP-TR-1"])]
+    assert not is_shared(con, "int_credential_issued")  # alone, it never computes the whole intermediate
+    share(con, "int_credential_issued")
+    shared = [dataclasses.asdict(f) for f in detect_findings(con, ["DP-TR-1"])]
+    assert alone == shared
+    expected = {(f"{i}:{k[0]}" if not k[0].startswith("session:") else f"session:{i}:{k[0][8:]}",)
+                for i, ex in enumerate(m.EXAMPLES) for k in ex.expect}
+    assert {f["key"] for f in alone} == expected | {("old",), ("f",), ("tie",), ("none",), ("early",)}
+    first = {f["key"][0]: f["event_ids"][0] for f in alone}  # the issuance, then the uses in time order
+    assert [first[k] for k in ("old", "f", "tie", "none", "early")] == ["old:iss", "f:iss", "tie:a", "none:u1",
+                                                                        "early:iss"]
+    assert "agent/holder" in next(f for f in alone if f["key"] == ("old",))["identities"]
+
+
 # A small mixed timeline used by the run tests: one TR-2 and one TR-3 positive.
 def _run_events() -> tuple[dict[str, Any], ...]:
     """A TR-2 positive (used 10 min after expiry) and a TR-3 positive (used 5 min after revocation)."""

@@ -9,6 +9,12 @@ from typing import Any
 from analytics.detectors.base import Detection, Finding, Link, iso
 
 USE_CATEGORIES = ("tool_call", "authorization", "api_activity")
+# The records `int_credential_issued` reads; its row per credential is the first of them by (time, event_id).
+# A detector run alone may aggregate them itself rather than compute that whole intermediate (DP-TR-1, DP-TR-2):
+# `arg_min(..., (time, event_id))` over rows passing ISSUING; tests pin each such aggregate to the view.
+ISSUING = """activity IN ('session.started', 'token.issued', 'token.exchanged', 'token.refreshed', 'svid.minted',
+                   'role.assumed')
+  AND coalesce(outcome, 'success') <> 'failure'"""
 
 
 def uniq(xs: Iterable[Any]) -> tuple[str, ...]:
