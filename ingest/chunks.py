@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import shutil
+import tempfile
+import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -65,10 +68,12 @@ class Normalized:
 
 
 def normalize_chunk(items: Sequence[tuple[bytes, str, int]], fmt: str, now: dt.datetime | None = None) -> Normalized:
-    """Pure: ``(raw, origin, position)`` items → tables. Runs in worker processes."""
+    """Pure: ``(raw, origin, position)`` items → tables. Runs in worker processes. No items (a range of blank
+    lines): empty tables, ``read`` 0 (the caller commits nothing)."""
     batch = normalize(items, fmt=fmt, now=now)
     events, dead, event_positions, dead_positions = to_tables_with_positions(batch)
-    return Normalized(events, dead, event_positions, dead_positions, len(items), items[0][2], items[-1][2])
+    first, last = (items[0][2], items[-1][2]) if items else (0, 0)
+    return Normalized(events, dead, event_positions, dead_positions, len(items), first, last)
 
 
 def commit_normalized(
@@ -108,6 +113,112 @@ def _worker_init() -> None:
     os.close(devnull)
 
 
+@dataclass(frozen=True)
+class LineRange:
+    """Lines ``first``, ``first + 1``, ... of a plain (uncompressed) JSON Lines file, at bytes ``[offset,
+    offset + length)``: read by the process that parses them, so only this record crosses the pipe (the
+    records themselves cost a pickle in this process and an unpickle in the worker, ~45 MB per 50,000)."""
+
+    path: str
+    offset: int
+    length: int
+    first: int
+
+    def items(self) -> list[tuple[bytes, str, int]]:
+        """``(raw, origin, position)`` of the range's non-blank lines, as ``collect_files.records`` gives them."""
+        with open(self.path, "rb") as f:
+            f.seek(self.offset)
+            data = f.read(self.length)
+        origin = f"file:{self.path}:"
+        out = []
+        for n, line in enumerate(data.split(b"\n"), self.first):
+            line = line.strip()
+            if line:
+                out.append((line, f"{origin}{n}", n))
+        return out
+
+
+Work = Sequence[tuple[bytes, str, int]] | LineRange
+
+
+def _items(work: Work) -> Sequence[tuple[bytes, str, int]]:
+    return work.items() if isinstance(work, LineRange) else work
+
+
+_SPOOL_PREFIX = "decisionpath-spool-"
+
+
+@dataclass(frozen=True)
+class Spooled:
+    """A worker's result whose events table waits in a file of the pipeline's spool (memory-backed where
+    ``/dev/shm`` is): the pipe carries this small record instead of the pickled table, which cost the worker
+    a copy, the pipe two more and this process another to unpickle (~80 MB per 50,000 records)."""
+
+    path: str
+    dead: pa.Table
+    dead_positions: pa.Array
+    read: int
+    first: int
+    last: int
+
+    def load(self) -> Normalized:
+        """Map the file (no copy: the table's buffers are the mapping) and unlink it at once."""
+        try:
+            table = pa.ipc.open_file(pa.memory_map(self.path)).read_all()
+        finally:
+            os.unlink(self.path)
+        pos = table["_pos"].combine_chunks() if table.num_rows else pa.array([], pa.int64())
+        return Normalized(table.drop_columns(["_pos"]), self.dead, pos, self.dead_positions, self.read, self.first,
+                          self.last)
+
+
+def _spool_root() -> str:
+    shm = "/dev/shm"  # noqa: S108 - a directory of our own is made inside it, private to this user
+    return shm if os.path.isdir(shm) and os.access(shm, os.W_OK | os.X_OK) else tempfile.gettempdir()
+
+
+def _clear_stale_spools(root: str) -> None:
+    """Remove the spools of collectors that died without closing theirs (their pid is gone); best effort."""
+    try:
+        names = [n for n in os.listdir(root) if n.startswith(_SPOOL_PREFIX)]
+    except OSError:
+        return
+    for name in names:
+        try:
+            pid = int(name[len(_SPOOL_PREFIX):].split("-", 1)[0])
+            os.kill(pid, 0)
+        except ValueError:
+            continue
+        except ProcessLookupError:
+            shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+        except PermissionError:  # another user's live process
+            continue
+
+
+def normalize_work(work: Work, fmt: str) -> Normalized:
+    return normalize_chunk(_items(work), fmt)
+
+
+def normalize_spooled(work: Work, fmt: str, spool: str) -> Normalized | Spooled:
+    """``normalize_chunk`` in a worker, its events table written to ``spool`` when there is room for it."""
+    n = normalize_chunk(_items(work), fmt)
+    table = n.events.append_column("_pos", n.event_positions)
+    path = os.path.join(spool, f"{uuid.uuid4().hex}.arrow")
+    try:
+        st = os.statvfs(spool)
+        if st.f_bavail * st.f_frsize < 2 * table.nbytes + (64 << 20):
+            return n  # a small /dev/shm (containers: 64 MB): the pipe carries it
+        with pa.OSFile(path, "wb") as f, pa.ipc.new_file(f, table.schema) as w:
+            w.write_table(table)
+    except OSError:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+        return n
+    return Spooled(path, n.dead, n.dead_positions, n.read, n.first, n.last)
+
+
 class Pipeline:
     """Parse chunks in worker processes while this process reads and commits, in submission order.
 
@@ -123,7 +234,8 @@ class Pipeline:
         self.workers = max(1, workers)
         self.max_pending = max_pending or 2 * self.workers + 1
         self._pool: Any = None
-        self._pending: deque[tuple[Any, Sequence[tuple[bytes, str, int]], str, Callable[[Normalized], None]]] = deque()
+        self._spool: str | None = None
+        self._pending: deque[tuple[Any, Work, str, Callable[[Normalized], None]]] = deque()
 
     def _executor(self) -> Any:
         if self._pool is None:
@@ -135,29 +247,48 @@ class Pipeline:
             # conversion, never the parent's DuckDB or delta-rs threads' locks.
             self._pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("fork"),
                                              initializer=_worker_init)
+            root = _spool_root()
+            _clear_stale_spools(root)
+            try:
+                self._spool = tempfile.mkdtemp(prefix=f"{_SPOOL_PREFIX}{os.getpid()}-", dir=root)
+            except OSError:
+                self._spool = None  # results come back through the pipe
         return self._pool
 
-    def submit(self, items: Sequence[tuple[bytes, str, int]], fmt: str,
-               then: Callable[[Normalized], None]) -> None:
-        """Parse ``items``; ``then(result)`` runs here, in order, once it and every earlier chunk are done."""
+    def submit(self, work: Work, fmt: str, then: Callable[[Normalized], None]) -> None:
+        """Parse ``work`` (items, or a range of lines the parsing process reads); ``then(result)`` runs here, in
+        order, once it and every earlier chunk are done."""
         if self.workers == 1:
-            then(normalize_chunk(items, fmt))
+            then(normalize_work(work, fmt))
             return
-        items = list(items)
-        fut = self._executor().submit(normalize_chunk, items, fmt)
-        self._pending.append((fut, items, fmt, then))
+        from concurrent.futures.process import BrokenProcessPool
+
+        if not isinstance(work, LineRange):
+            work = list(work)
+        pool = self._executor()
+        try:
+            fut = (pool.submit(normalize_spooled, work, fmt, self._spool) if self._spool is not None
+                   else pool.submit(normalize_work, work, fmt))
+        except BrokenProcessPool:  # a worker died earlier: the chunks before this one first, then this one here
+            self.drain()
+            then(normalize_work(work, fmt))
+            return
+        self._pending.append((fut, work, fmt, then))
         while len(self._pending) >= self.max_pending:
             self._complete_one()
 
     def _complete_one(self) -> None:
         from concurrent.futures.process import BrokenProcessPool
 
-        fut, items, fmt, then = self._pending.popleft()
+        fut, work, fmt, then = self._pending.popleft()
         try:
             result = fut.result()
-        except BrokenProcessPool:
-            # A worker died (out of memory, killed) or could not start: parse here instead.
-            result = normalize_chunk(items, fmt)
+            if isinstance(result, Spooled):
+                result = result.load()
+        except (BrokenProcessPool, OSError, pa.ArrowInvalid):
+            # A worker died (out of memory, killed) or could not start, or its spooled result is unreadable
+            # (removed, damaged): parse here instead.
+            result = normalize_work(work, fmt)
         then(result)
 
     def drain(self) -> None:
@@ -172,6 +303,9 @@ class Pipeline:
             if self._pool is not None:
                 self._pool.shutdown(wait=True, cancel_futures=True)
                 self._pool = None
+            if self._spool is not None:
+                shutil.rmtree(self._spool, ignore_errors=True)
+                self._spool = None
 
     def __enter__(self) -> Pipeline:
         return self

@@ -1,0 +1,110 @@
+"""The parsing pipeline: line ranges read by the parsing processes, results handed back through a spool."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from concurrent.futures import Future
+from pathlib import Path
+
+import duckdb
+import orjson
+import pyarrow as pa
+import pytest
+
+import ingest.collect_files as cf
+from ingest.chunks import LineRange, Normalized, Pipeline, Spooled, _clear_stale_spools, _spool_root
+from ingest.collect_files import ingest_files, line_ranges, plain_lines, records
+from ingest.lake import Lake
+from tests.conftest import cli
+
+LINES = [b'{"a":1}', b"", b"  ", b'{"b":2}\r', b"not json", b"", b'{"c":3}', b'  {"d":4}  ', b"", b'{"e":5}']
+
+
+@pytest.mark.parametrize("tail", [b"\n", b"", b"\n\n"])
+@pytest.mark.parametrize("chunk", [1, 2, 3, 7, 1000])
+@pytest.mark.parametrize("after", [0, 1, 2, 4, 9, 10, 11, 40])
+def test_line_ranges_give_the_lines_records_gives(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tail: bytes,
+                                                  chunk: int, after: int) -> None:
+    monkeypatch.setattr(cf, "_BLOCK", 5)  # newlines on both sides of every block boundary
+    path = tmp_path / "x.jsonl"
+    path.write_bytes(b"\n".join(LINES * 3) + tail)
+    every = list(records(path))
+    skipped, ranges = line_ranges(path, chunk, after)
+    got = [it for r in ranges for it in r.items()]
+    assert got == [it for it in every if it[2] > after]
+    assert skipped == sum(1 for it in every if it[2] <= after)
+    firsts = [r.first for r in line_ranges(path, chunk, after)[1]]
+    assert firsts == list(range(after + 1, after + 1 + chunk * len(firsts), chunk))  # ranges of `chunk` lines
+
+
+def test_only_plain_json_lines_are_read_as_ranges(tmp_path: Path) -> None:
+    import gzip
+
+    (tmp_path / "a.jsonl").write_bytes(b'{"x":1}\n{"x":2}\n')
+    (tmp_path / "junk.log").write_bytes(b"no json here\n{}\n")
+    (tmp_path / "b.json").write_bytes(b'[{"x":1}]')
+    (tmp_path / "c.json").write_bytes(b'{\n  "Records": []\n}\n')
+    (tmp_path / "d.jsonl.gz").write_bytes(gzip.compress(b'{"x":1}\n'))
+    assert {p.name for p in tmp_path.iterdir() if plain_lines(p)} == {"a.jsonl", "junk.log"}
+
+
+def _spools() -> set[str]:
+    return {n for n in os.listdir(_spool_root()) if n.startswith("decisionpath-spool-")}
+
+
+def _rows(lake: Lake, table: str) -> list[tuple]:
+    files = lake.files(table)
+    if not files:
+        return []
+    cols = "* EXCLUDE (ingested_at)" if table == "events" else "* EXCLUDE (received_at, day)"
+    return duckdb.connect().execute(f"SELECT {cols} FROM read_parquet($f) ORDER BY ALL", {"f": files}).fetchall()  # noqa: S608
+
+
+def test_parallel_ingest_writes_the_rows_of_one_process(scenario: Path, tmp_path: Path) -> None:
+    """Two parsing processes (ranges read by them, results through the spool) and one process: the same lake.
+
+    The parallel run is the real command in its own process: a pytest process that has parsed in-process holds a
+    DuckDB instance, which a forked worker must not inherit."""
+    one, two = Lake(tmp_path / "one"), Lake(tmp_path / "two")
+    a = ingest_files([scenario], one, chunk_records=700, workers=1)
+    before = _spools()
+    p = cli("ingest", "file", str(scenario), "--lake", str(tmp_path / "two"), "--chunk-records", "700",
+            "--workers", "2", "--json")
+    b = orjson.loads(p.stdout)
+    assert (a.read, a.events, a.dead_letter, a.chunks) == (b["read"], b["events"], b["dead_letter"], b["chunks"])
+    assert a.events > 1000 and a.dead_letter > 0
+    assert _rows(one, "events") == _rows(two, "events")
+    assert _rows(one, "dead_letter") == _rows(two, "dead_letter")
+    assert _spools() <= before  # the command removed its spool
+
+
+def test_stale_spools_of_dead_collectors_are_cleared(tmp_path: Path) -> None:
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True)
+    gone = tmp_path / f"decisionpath-spool-{int(dead.stdout)}-abc"
+    live = tmp_path / f"decisionpath-spool-{os.getpid()}-def"
+    other = tmp_path / "decisionpath-spool-notapid"
+    for d in (gone, live, other):
+        d.mkdir()
+        (d / "x.arrow").write_bytes(b"1")
+    _clear_stale_spools(str(tmp_path))
+    assert not gone.exists() and live.exists() and other.exists()
+
+
+def test_an_unreadable_spooled_result_is_parsed_again(tmp_path: Path) -> None:
+    """A result whose spool file is gone (removed by someone, damaged) costs a parse here, nothing else."""
+    path = tmp_path / "x.jsonl"
+    path.write_bytes(b'{"log_id":"l1","timestamp":"2026-11-02T10:00:00Z","request":{"method":"tools/list"}}\n')
+    got: list[Normalized] = []
+    with Pipeline(2) as pipe:
+        for damaged in (None, b"not arrow"):
+            spooled = tmp_path / "missing.arrow"
+            if damaged:
+                spooled.write_bytes(damaged)
+            fut: Future[Spooled] = Future()
+            fut.set_result(Spooled(str(spooled), pa.table({}), pa.array([], pa.int64()), 1, 1, 1))
+            pipe._pending.append((fut, LineRange(str(path), 0, path.stat().st_size, 1), "auto", got.append))
+        pipe.drain()
+    assert [(n.read, n.events.num_rows, n.events["event_id"][0].as_py()) for n in got] == [(1, 1, "mcp:l1")] * 2
