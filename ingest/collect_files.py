@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any, cast
 
+import numpy as np
 import orjson
 
 from ingest import faults
@@ -124,16 +125,14 @@ def _ranges(path: Path, chunk_lines: int, after: int, offset: int) -> Iterator[L
     with open(path, "rb") as f:
         f.seek(offset)
         while block := f.read(_BLOCK):
-            i = 0
-            while True:
-                need = chunk_lines - pending
-                if block.count(b"\n", i) < need:
-                    pending += block.count(b"\n", i)
-                    break
-                for _ in range(need):
-                    i = block.index(b"\n", i) + 1
-                yield LineRange(name, start, pos + i - start, line)
-                start, line, pending = pos + i, line + chunk_lines, 0
+            ends = np.flatnonzero(np.frombuffer(block, np.uint8) == 10) + 1  # the byte after each newline
+            k = chunk_lines - pending - 1  # the newline that closes the open range
+            while k < len(ends):
+                end = pos + int(ends[k])
+                yield LineRange(name, start, end - start, line)
+                start, line = end, line + chunk_lines
+                k += chunk_lines
+            pending = len(ends) - (k - chunk_lines + 1)
             pos += len(block)
     if pos > start:
         yield LineRange(name, start, pos - start, line)
