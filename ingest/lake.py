@@ -193,8 +193,8 @@ class Lake:
         # within the chunk: keep the first row of each event_id
         idx = pa.table({"event_id": events["event_id"], "i": pa.array(range(before))})
         first = idx.group_by("event_id", use_threads=False).aggregate([("i", "min")])["i_min"]
-        if len(first) != before:
-            events = events.take(pc.sort_indices(first))
+        if len(first) != before:  # the rows at those indices, in record order
+            events = events.take(pc.take(first, pc.sort_indices(first)))
         days = pc.unique(events["day"]).to_pylist()
         seen = self.existing_event_ids(events["event_id"], days)
         if seen:

@@ -134,3 +134,21 @@ def test_compact_cli_caches_the_new_snapshots_marts(scenario, tmp_path):
     assert sorted(n.split("-")[0] for n in cached if "-" in n) == [
         "key_days", "ov_agent_credentials", "ov_hourly", "ov_identities", "ov_mediated", "ov_owned", "path_lineage",
         "path_svids"]
+
+
+def test_a_record_repeated_within_one_chunk_lands_once(tmp_path):
+    """The same event twice in one chunk (a replayed line, a producer's retry): the first is kept, every other
+    record of the chunk lands, and the repeat is counted as a duplicate."""
+    src = tmp_path / "dup.jsonl"
+    line = b'{"log_id":"%s","timestamp":"2026-11-02T10:00:0%dZ","request":{"method":"tools/list"}}'
+    src.write_bytes(b"\n".join([line % (b"a", 1), line % (b"b", 2), line % (b"a", 3), line % (b"c", 4)]) + b"\n")
+    lake = Lake(tmp_path / "lake")
+    s = ingest_files([src], lake)
+    assert (s.read, s.events, s.duplicates) == (4, 3, 1)
+    c = lake_counts(lake)
+    assert c["events"] == c["distinct"] == 3
+    import duckdb
+
+    rows = duckdb.connect().execute("SELECT event_id, origin FROM read_parquet($f) ORDER BY event_id",
+                                    {"f": lake.files("events")}).fetchall()
+    assert [(e, o.rsplit(":", 1)[1]) for e, o in rows] == [("mcp:a", "1"), ("mcp:b", "2"), ("mcp:c", "4")]
