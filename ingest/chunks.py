@@ -19,7 +19,7 @@ from typing import Any
 import pyarrow as pa
 
 from ingest.lake import Lake, Progress
-from ingest.normalize import normalize, to_tables_with_positions
+from ingest.normalize import normalize, to_lake_tables
 
 
 @dataclass
@@ -56,7 +56,11 @@ class IngestStats:
 
 @dataclass(frozen=True)
 class Normalized:
-    """A chunk after parsing: Arrow tables plus the source position of every row."""
+    """A chunk after parsing: Arrow tables plus the source position of every row.
+
+    ``presorted``: the events are as ``Lake.commit`` writes them (``normalize.to_lake_tables``: repeats of an
+    ``event_id`` left out, ``duplicates`` of them, sorted by actor then time); else in record order.
+    """
 
     events: pa.Table
     dead: pa.Table
@@ -65,15 +69,17 @@ class Normalized:
     read: int
     first: int
     last: int
+    duplicates: int = 0
+    presorted: bool = False
 
 
 def normalize_chunk(items: Sequence[tuple[bytes, str, int]], fmt: str, now: dt.datetime | None = None) -> Normalized:
     """Pure: ``(raw, origin, position)`` items → tables. Runs in worker processes. No items (a range of blank
     lines): empty tables, ``read`` 0 (the caller commits nothing)."""
     batch = normalize(items, fmt=fmt, now=now)
-    events, dead, event_positions, dead_positions = to_tables_with_positions(batch)
+    events, dead, event_positions, dead_positions, dups = to_lake_tables(batch)
     first, last = (items[0][2], items[-1][2]) if items else (0, 0)
-    return Normalized(events, dead, event_positions, dead_positions, len(items), first, last)
+    return Normalized(events, dead, event_positions, dead_positions, len(items), first, last, dups, True)
 
 
 def commit_normalized(
@@ -86,9 +92,10 @@ def commit_normalized(
     res = lake.commit(
         n.events, n.dead, app_id, n.last, metadata=meta,
         skip_events_upto=progress.events, skip_dead_upto=progress.dead_letter,
-        event_positions=n.event_positions, dead_positions=n.dead_positions,
+        event_positions=n.event_positions, dead_positions=n.dead_positions, presorted=n.presorted,
     )
-    stats.events, stats.dead_letter, stats.duplicates = res.events_written, res.dead_written, res.duplicates
+    stats.events, stats.dead_letter = res.events_written, res.dead_written
+    stats.duplicates = res.duplicates + n.duplicates
     return stats
 
 
@@ -160,6 +167,8 @@ class Spooled:
     read: int
     first: int
     last: int
+    duplicates: int = 0
+    presorted: bool = False
 
     def load(self) -> Normalized:
         """Map the file (no copy: the table's buffers are the mapping) and unlink it at once."""
@@ -169,7 +178,7 @@ class Spooled:
             os.unlink(self.path)
         pos = table["_pos"].combine_chunks() if table.num_rows else pa.array([], pa.int64())
         return Normalized(table.drop_columns(["_pos"]), self.dead, pos, self.dead_positions, self.read, self.first,
-                          self.last)
+                          self.last, self.duplicates, self.presorted)
 
 
 def _spool_root() -> str:
@@ -216,7 +225,7 @@ def normalize_spooled(work: Work, fmt: str, spool: str) -> Normalized | Spooled:
         except OSError:
             pass
         return n
-    return Spooled(path, n.dead, n.dead_positions, n.read, n.first, n.last)
+    return Spooled(path, n.dead, n.dead_positions, n.read, n.first, n.last, n.duplicates, n.presorted)
 
 
 class Pipeline:

@@ -155,12 +155,15 @@ class Lake:
         skip_dead_upto: int | None = None,
         event_positions: pa.Array | None = None,
         dead_positions: pa.Array | None = None,
+        presorted: bool = False,
     ) -> CommitResult:
         """Write one chunk exactly once: dead-letter first, then events, each with its txn version.
 
         Rows whose source position is at or below what a table already holds (after a crash
         between the two commits) are dropped for that table. Events whose ``event_id`` is
         already in the lake (re-ingest of the same records) are dropped and counted.
+        ``presorted``: the events hold one row per ``event_id`` and are sorted by actor then time
+        already (``normalize.to_lake_tables``), so they are written in their order.
         """
         import pyarrow.compute as pc
 
@@ -172,29 +175,30 @@ class Lake:
         meta.update(metadata or {})
         str_meta = {k: str(v) for k, v in meta.items()}
 
-        events, dups = self._dedup(events)
+        events, dups = self._dedup(events, within=not presorted)
         dl_prog = self.dead_letter_table()
         if dl_prog is None or (dl_prog.transaction_version(app_id) or -1) < last_position:
             self._append(self.dead_letter_path, dead, DEAD_LETTER_SCHEMA, app_id, last_position, str_meta)
         faults.point("after_dead_letter_commit")
         ev_prog = self.events_table()
         if ev_prog is None or (ev_prog.transaction_version(app_id) or -1) < last_position:
-            events = events.sort_by([("actor_id", "ascending"), ("time", "ascending")])
+            if not presorted:
+                events = events.sort_by([("actor_id", "ascending"), ("time", "ascending")])
             self._append(self.events_path, events, SCHEMA, app_id, last_position, str_meta)
         faults.point("after_lake_commit")
         return CommitResult(events.num_rows, dead.num_rows, dups)
 
-    def _dedup(self, events: pa.Table) -> tuple[pa.Table, int]:
+    def _dedup(self, events: pa.Table, within: bool = True) -> tuple[pa.Table, int]:
         if events.num_rows == 0:
             return events, 0
         import pyarrow.compute as pc
 
         before = events.num_rows
-        # within the chunk: keep the first row of each event_id
-        idx = pa.table({"event_id": events["event_id"], "i": pa.array(range(before))})
-        first = idx.group_by("event_id", use_threads=False).aggregate([("i", "min")])["i_min"]
-        if len(first) != before:  # the rows at those indices, in record order
-            events = events.take(pc.take(first, pc.sort_indices(first)))
+        if within:  # keep the first row of each event_id of the chunk
+            idx = pa.table({"event_id": events["event_id"], "i": pa.array(range(before))})
+            first = idx.group_by("event_id", use_threads=False).aggregate([("i", "min")])["i_min"]
+            if len(first) != before:  # the rows at those indices, in record order
+                events = events.take(pc.take(first, pc.sort_indices(first)))
         days = pc.unique(events["day"]).to_pylist()
         seen = self.existing_event_ids(events["event_id"], days)
         if seen:

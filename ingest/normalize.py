@@ -316,6 +316,32 @@ def to_tables_with_positions(batch: Batch) -> tuple[pa.Table, pa.Table, pa.Array
     Rows stay in record order (the lake keeps the first row of a repeated ``event_id``), fast-path
     rows included.
     """
+    et, dt_, ev_pos, dead_pos, ix = _unordered(batch)
+    if ix is not None:
+        et, ev_pos = et.take(ix).combine_chunks(), ev_pos.take(ix)  # sort_indices is stable
+    return et, dt_, ev_pos, dead_pos
+
+
+def to_lake_tables(batch: Batch) -> tuple[pa.Table, pa.Table, pa.Array, pa.Array, int]:
+    """The chunk as ``Lake.commit`` writes it, reordered once: the first row of each ``event_id`` in record order,
+    sorted by actor then time (stable), with its ``_pos``; the dead-letter and its positions; and how many
+    repeated rows were left out. ``Lake.commit(presorted=True)`` writes the rows as they are (they used to be put
+    in record order here, then deduplicated and sorted there: two copies of every column, ``raw`` included)."""
+    et, dt_, ev_pos, dead_pos, ix = _unordered(batch)
+    n = et.num_rows
+    rec = ix if ix is not None else pa.array(range(n), pa.int64())  # record order
+    first = pa.table({"e": et["event_id"].take(rec), "i": pa.array(range(n), pa.int64())}).group_by(
+        "e", use_threads=False).aggregate([("i", "min")])["i_min"]
+    if len(first) != n:
+        rec = rec.take(pc.take(first, pc.sort_indices(first)))
+    keys = pa.table({"a": et["actor_id"].take(rec), "t": et["time"].take(rec)})
+    final = rec.take(pc.sort_indices(keys, sort_keys=[("a", "ascending"), ("t", "ascending")]))
+    return et.take(final), dt_, ev_pos.take(final), dead_pos, n - len(first)
+
+
+def _unordered(batch: Batch) -> tuple[pa.Table, pa.Table, pa.Array, pa.Array, pa.Array | None]:
+    """The tables, Python-path rows first then fast-path ones, and the permutation to record order (None: they are
+    in record order already)."""
     events, order = batch._events, batch._order
     et, good = _valid_table(batch, events)
     if len(good) != len(events) and order:
@@ -323,15 +349,15 @@ def to_tables_with_positions(batch: Batch) -> tuple[pa.Table, pa.Table, pa.Array
         order = [o for o, r in zip(order, events, strict=True) if id(r) in keep]
     batch._events, batch._order = good, order if batch._fast else []
     ev_pos: pa.Array = pa.array([r.get("_pos") for r in good], pa.int64())
+    ix = None
     if batch._fast:
         fast = [t for _, t in batch._fast]
         et = pa.concat_tables([et] + [t.select(SCHEMA.names) for t in fast])
         ev_pos = pa.concat_arrays([ev_pos] + [t["_pos"].combine_chunks() if "_pos" in t.column_names
                                               else pa.nulls(t.num_rows, pa.int64()) for t in fast])
         ix = pc.sort_indices(pa.concat_arrays([pa.array(order, pa.int64())] + [o for o, _ in batch._fast]))
-        et, ev_pos = et.take(ix).combine_chunks(), ev_pos.take(ix)  # sort_indices is stable
     dt_ = pa.Table.from_pylist(batch.dead, schema=DEAD_LETTER_SCHEMA)
-    return et, dt_, ev_pos, pa.array([r.get("_pos") for r in batch.dead], pa.int64())
+    return et, dt_, ev_pos, pa.array([r.get("_pos") for r in batch.dead], pa.int64()), ix
 
 
 def _valid_table(batch: Batch, events: list[dict[str, Any]]) -> tuple[pa.Table, list[dict[str, Any]]]:

@@ -11,6 +11,7 @@ from pathlib import Path
 import duckdb
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 import ingest.collect_files as cf
@@ -108,3 +109,30 @@ def test_an_unreadable_spooled_result_is_parsed_again(tmp_path: Path) -> None:
             pipe._pending.append((fut, LineRange(str(path), 0, path.stat().st_size, 1), "auto", got.append))
         pipe.drain()
     assert [(n.read, n.events.num_rows, n.events["event_id"][0].as_py()) for n in got] == [(1, 1, "mcp:l1")] * 2
+
+
+def test_lake_tables_are_what_the_lake_wrote_after_its_own_dedup_and_sort(scenario: Path, tmp_path: Path) -> None:
+    """``to_lake_tables`` (one reordering in the parsing process) gives the rows, order and positions that
+    ``Lake.commit`` wrote from record order (first row of each event_id, then sorted by actor and time): on every
+    format of the scenario, both parse paths, with records repeated and an event id reused by another record."""
+    import datetime as dt
+
+    from ingest.normalize import normalize, to_lake_tables, to_tables_with_positions
+
+    now = dt.datetime(2026, 11, 29, tzinfo=dt.UTC)
+    items = [it for p in sorted(scenario.glob("*.jsonl")) if p.name not in ("labels.jsonl", "truth.jsonl")
+             for it in list(records(p))[:400]]
+    items += [(raw, f"again:{n}", 10_000 + n) for n, (raw, _, _) in enumerate(items[::37])]  # repeats
+    mcp = next(i for i, it in enumerate(items) if b'"log_id"' in it[0] and b'"server":"' in it[0])
+    other = items[mcp][0].replace(b'"server":"', b'"server":"another-', 1)  # same log_id: the same event id
+    items.insert(0, (other, "first", 0))
+    ref, dead, pos, dead_pos = to_tables_with_positions(normalize(items, now=now))
+    ref = ref.append_column("_pos", pos)
+    kept, dups = Lake(tmp_path / "empty")._dedup(ref)
+    ref = kept.sort_by([("actor_id", "ascending"), ("time", "ascending")])
+    got, dead2, pos2, dead_pos2, dups2 = to_lake_tables(normalize(items, now=now))
+    assert dups2 == dups > 10
+    assert got.append_column("_pos", pos2).to_pylist() == ref.to_pylist()
+    assert dead2.equals(dead) and dead_pos2.equals(dead_pos)
+    assert [r["origin"] for r in got.to_pylist() if r["event_id"] == ref.filter(pc.equal(ref["_pos"], 0))["event_id"][
+        0].as_py()] == ["first"]  # the first record of a reused id wins
