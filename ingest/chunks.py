@@ -145,11 +145,47 @@ class LineRange:
         return out
 
 
-Work = Sequence[tuple[bytes, str, int]] | LineRange
+@dataclass(frozen=True)
+class SpooledItems:
+    """Records the collector holds in memory (Kafka values, with origins and positions), written to the pipeline's
+    spool as Arrow columns: the pipe carries this name instead of the pickled records. The reader unlinks it."""
+
+    path: str
+
+    @staticmethod
+    def write(spool: str, items: Sequence[tuple[bytes, str, int]]) -> SpooledItems | None:
+        """Write ``items`` to the spool; None when there is no room (the records then go through the pipe)."""
+        table = pa.table({"raw": pa.array([i[0] for i in items], pa.binary()),
+                          "origin": pa.array([i[1] for i in items], pa.string()),
+                          "pos": pa.array([i[2] for i in items], pa.int64())})
+        path = os.path.join(spool, f"{uuid.uuid4().hex}.in.arrow")
+        try:
+            st = os.statvfs(spool)
+            if st.f_bavail * st.f_frsize < 2 * table.nbytes + (64 << 20):
+                return None
+            with pa.OSFile(path, "wb") as f, pa.ipc.new_file(f, table.schema) as w:
+                w.write_table(table)
+        except OSError:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+            return None
+        return SpooledItems(path)
+
+    def items(self) -> list[tuple[bytes, str, int]]:
+        try:
+            t = pa.ipc.open_file(pa.memory_map(self.path)).read_all()
+        finally:
+            os.unlink(self.path)
+        return list(zip(t["raw"].to_pylist(), t["origin"].to_pylist(), t["pos"].to_pylist(), strict=True))
+
+
+Work = Sequence[tuple[bytes, str, int]] | LineRange | SpooledItems
 
 
 def _items(work: Work) -> Sequence[tuple[bytes, str, int]]:
-    return work.items() if isinstance(work, LineRange) else work
+    return work.items() if isinstance(work, LineRange | SpooledItems) else work
 
 
 _SPOOL_PREFIX = "decisionpath-spool-"
@@ -272,12 +308,15 @@ class Pipeline:
             return
         from concurrent.futures.process import BrokenProcessPool
 
-        if not isinstance(work, LineRange):
+        if not isinstance(work, LineRange | SpooledItems):
             work = list(work)
         pool = self._executor()
+        sent: Work = work
+        if self._spool is not None and not isinstance(work, LineRange | SpooledItems):
+            sent = SpooledItems.write(self._spool, work) or work  # kept here too: a dead worker's chunk is parsed here
         try:
-            fut = (pool.submit(normalize_spooled, work, fmt, self._spool) if self._spool is not None
-                   else pool.submit(normalize_work, work, fmt))
+            fut = (pool.submit(normalize_spooled, sent, fmt, self._spool) if self._spool is not None
+                   else pool.submit(normalize_work, sent, fmt))
         except BrokenProcessPool:  # a worker died earlier: the chunks before this one first, then this one here
             self.drain()
             then(normalize_work(work, fmt))

@@ -77,6 +77,21 @@ def test_crash_points_then_restart_exactly_once(broker, topic, scenario, referen
     assert c["dead"] == c["dead_distinct_origins"] == ref["dead"]
 
 
+def test_collector_with_parsing_processes_writes_what_one_process_writes(broker, topic, scenario, reference, tmp_path):
+    """``--workers 2``: records spooled to the parsing processes and their results spooled back; the lake holds
+    the same events and dead-letter as the file reference, every row once."""
+    _, ref = reference
+    produced = _produce(broker, topic, scenario)
+    lake_dir = tmp_path / "lake"
+    p = cli("ingest", "kafka", "--bootstrap", broker.bootstrap, "--topic", topic, "--group", "g-workers",
+            "--lake", str(lake_dir), "--chunk-records", "400", "--workers", "2", "--json", *COLLECT)
+    out = orjson.loads(p.stdout)
+    assert out["read"] == produced and out["chunks"] > 3
+    c = lake_counts(Lake(lake_dir))
+    assert c["events"] == c["distinct"] == ref["events"]
+    assert c["dead"] == c["dead_distinct_origins"] == ref["dead"]
+
+
 def test_kill_9_mid_run_then_restart(broker, topic, scenario, reference, tmp_path):
     """SIGKILL from outside at an arbitrary moment while the collector is writing."""
     _, ref = reference

@@ -64,14 +64,23 @@ def _rows(lake: Lake, table: str) -> list[tuple]:
 
 
 def test_parallel_ingest_writes_the_rows_of_one_process(scenario: Path, tmp_path: Path) -> None:
-    """Two parsing processes (ranges read by them, results through the spool) and one process: the same lake.
+    """Two parsing processes (ranges read by them, or records spooled to them for a gzip file; results through the
+    spool) and one process: the same lake.
 
     The parallel run is the real command in its own process: a pytest process that has parsed in-process holds a
     DuckDB instance, which a forked worker must not inherit."""
+    import gzip
+    import shutil
+
+    data = tmp_path / "data"  # the scenario, one file gzipped: its records go to the workers through the spool
+    shutil.copytree(scenario, data)
+    gz = next(p for p in sorted(data.glob("*.jsonl")) if p.name not in ("labels.jsonl", "truth.jsonl"))
+    gz.with_suffix(".jsonl.gz").write_bytes(gzip.compress(gz.read_bytes()))
+    gz.unlink()
     one, two = Lake(tmp_path / "one"), Lake(tmp_path / "two")
-    a = ingest_files([scenario], one, chunk_records=700, workers=1)
+    a = ingest_files([data], one, chunk_records=700, workers=1)
     before = _spools()
-    p = cli("ingest", "file", str(scenario), "--lake", str(tmp_path / "two"), "--chunk-records", "700",
+    p = cli("ingest", "file", str(data), "--lake", str(tmp_path / "two"), "--chunk-records", "700",
             "--workers", "2", "--json")
     b = orjson.loads(p.stdout)
     assert (a.read, a.events, a.dead_letter, a.chunks) == (b["read"], b["events"], b["dead_letter"], b["chunks"])
