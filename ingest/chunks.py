@@ -6,6 +6,7 @@ their source positions, and move their own progress marker only after this retur
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import shutil
@@ -155,29 +156,13 @@ class SpooledItems:
     @staticmethod
     def write(spool: str, items: Sequence[tuple[bytes, str, int]]) -> SpooledItems | None:
         """Write ``items`` to the spool; None when there is no room (the records then go through the pipe)."""
-        table = pa.table({"raw": pa.array([i[0] for i in items], pa.binary()),
-                          "origin": pa.array([i[1] for i in items], pa.string()),
-                          "pos": pa.array([i[2] for i in items], pa.int64())})
-        path = os.path.join(spool, f"{uuid.uuid4().hex}.in.arrow")
-        try:
-            st = os.statvfs(spool)
-            if st.f_bavail * st.f_frsize < 2 * table.nbytes + (64 << 20):
-                return None
-            with pa.OSFile(path, "wb") as f, pa.ipc.new_file(f, table.schema) as w:
-                w.write_table(table)
-        except OSError:
-            try:
-                os.unlink(path)
-            except OSError:
-                pass
-            return None
-        return SpooledItems(path)
+        path = _spool_write(spool, pa.table({"raw": pa.array([i[0] for i in items], pa.binary()),
+                                             "origin": pa.array([i[1] for i in items], pa.string()),
+                                             "pos": pa.array([i[2] for i in items], pa.int64())}))
+        return SpooledItems(path) if path is not None else None
 
     def items(self) -> list[tuple[bytes, str, int]]:
-        try:
-            t = pa.ipc.open_file(pa.memory_map(self.path)).read_all()
-        finally:
-            os.unlink(self.path)
+        t = _spool_read(self.path)
         return list(zip(t["raw"].to_pylist(), t["origin"].to_pylist(), t["pos"].to_pylist(), strict=True))
 
 
@@ -194,27 +179,17 @@ _SPOOL_PREFIX = "decisionpath-spool-"
 @dataclass(frozen=True)
 class Spooled:
     """A worker's result whose events table waits in a file of the pipeline's spool (memory-backed where
-    ``/dev/shm`` is): the pipe carries this small record instead of the pickled table, which cost the worker
-    a copy, the pipe two more and this process another to unpickle (~80 MB per 50,000 records)."""
+    ``/dev/shm`` is): the pipe carries the path and the rest of the result (``shell``: no events) instead of
+    the pickled table, which cost the worker a copy, the pipe two more and this process another to unpickle
+    (~80 MB per 50,000 records)."""
 
     path: str
-    dead: pa.Table
-    dead_positions: pa.Array
-    read: int
-    first: int
-    last: int
-    duplicates: int = 0
-    presorted: bool = False
+    shell: Normalized
 
     def load(self) -> Normalized:
-        """Map the file (no copy: the table's buffers are the mapping) and unlink it at once."""
-        try:
-            table = pa.ipc.open_file(pa.memory_map(self.path)).read_all()
-        finally:
-            os.unlink(self.path)
+        table = _spool_read(self.path)
         pos = table["_pos"].combine_chunks() if table.num_rows else pa.array([], pa.int64())
-        return Normalized(table.drop_columns(["_pos"]), self.dead, pos, self.dead_positions, self.read, self.first,
-                          self.last, self.duplicates, self.presorted)
+        return dataclasses.replace(self.shell, events=table.drop_columns(["_pos"]), event_positions=pos)
 
 
 def _spool_root() -> str:
@@ -247,12 +222,22 @@ def normalize_work(work: Work, fmt: str) -> Normalized:
 def normalize_spooled(work: Work, fmt: str, spool: str) -> Normalized | Spooled:
     """``normalize_chunk`` in a worker, its events table written to ``spool`` when there is room for it."""
     n = normalize_chunk(_items(work), fmt)
-    table = n.events.append_column("_pos", n.event_positions)
+    path = _spool_write(spool, n.events.append_column("_pos", n.event_positions))
+    if path is None:
+        return n
+    # new empty columns: a zero-length slice of the table could still pickle its buffers
+    return Spooled(path, dataclasses.replace(n, events=n.events.schema.empty_table(),
+                                             event_positions=pa.array([], pa.int64())))
+
+
+def _spool_write(spool: str, table: pa.Table) -> str | None:
+    """Write ``table`` as an Arrow IPC file in the spool; None when there is no room for it (a container's 64 MB
+    ``/dev/shm``) or the write fails: the caller sends the data through the pipe instead."""
     path = os.path.join(spool, f"{uuid.uuid4().hex}.arrow")
     try:
         st = os.statvfs(spool)
         if st.f_bavail * st.f_frsize < 2 * table.nbytes + (64 << 20):
-            return n  # a small /dev/shm (containers: 64 MB): the pipe carries it
+            return None
         with pa.OSFile(path, "wb") as f, pa.ipc.new_file(f, table.schema) as w:
             w.write_table(table)
     except OSError:
@@ -260,8 +245,16 @@ def normalize_spooled(work: Work, fmt: str, spool: str) -> Normalized | Spooled:
             os.unlink(path)
         except OSError:
             pass
-        return n
-    return Spooled(path, n.dead, n.dead_positions, n.read, n.first, n.last, n.duplicates, n.presorted)
+        return None
+    return path
+
+
+def _spool_read(path: str) -> pa.Table:
+    """Map a spooled file (no copy: the table's buffers are the mapping) and unlink it at once."""
+    try:
+        return pa.ipc.open_file(pa.memory_map(path)).read_all()
+    finally:
+        os.unlink(path)
 
 
 class Pipeline:

@@ -114,7 +114,8 @@ def test_an_unreadable_spooled_result_is_parsed_again(tmp_path: Path) -> None:
             if damaged:
                 spooled.write_bytes(damaged)
             fut: Future[Spooled] = Future()
-            fut.set_result(Spooled(str(spooled), pa.table({}), pa.array([], pa.int64()), 1, 1, 1))
+            shell = Normalized(pa.table({}), pa.table({}), pa.array([], pa.int64()), pa.array([], pa.int64()), 1, 1, 1)
+            fut.set_result(Spooled(str(spooled), shell))
             pipe._pending.append((fut, LineRange(str(path), 0, path.stat().st_size, 1), "auto", got.append))
         pipe.drain()
     assert [(n.read, n.events.num_rows, n.events["event_id"][0].as_py()) for n in got] == [(1, 1, "mcp:l1")] * 2
