@@ -155,10 +155,15 @@ class SpooledItems:
 
     @staticmethod
     def write(spool: str, items: Sequence[tuple[bytes, str, int]]) -> SpooledItems | None:
-        """Write ``items`` to the spool; None when there is no room (the records then go through the pipe)."""
-        path = _spool_write(spool, pa.table({"raw": pa.array([i[0] for i in items], pa.binary()),
-                                             "origin": pa.array([i[1] for i in items], pa.string()),
-                                             "pos": pa.array([i[2] for i in items], pa.int64())}))
+        """Write ``items`` to the spool; None when there is no room, or when Arrow cannot hold them (an origin that
+        is not UTF-8: a file name in another encoding): the records then go through the pipe."""
+        try:
+            table = pa.table({"raw": pa.array([i[0] for i in items], pa.binary()),
+                              "origin": pa.array([i[1] for i in items], pa.string()),
+                              "pos": pa.array([i[2] for i in items], pa.int64())})
+        except (pa.ArrowException, UnicodeError, TypeError, ValueError):
+            return None
+        path = _spool_write(spool, table)
         return SpooledItems(path) if path is not None else None
 
     def items(self) -> list[tuple[bytes, str, int]]:

@@ -146,3 +146,15 @@ def test_lake_tables_are_what_the_lake_wrote_after_its_own_dedup_and_sort(scenar
     assert dead2.equals(dead) and dead_pos2.equals(dead_pos)
     assert [r["origin"] for r in got.to_pylist() if r["event_id"] == ref.filter(pc.equal(ref["_pos"], 0))["event_id"][
         0].as_py()] == ["first"]  # the first record of a reused id wins
+
+
+def test_spooled_records_come_back_as_they_were_or_stay_in_the_pipe(tmp_path: Path) -> None:
+    from ingest.chunks import SpooledItems
+
+    items = [(b'{"a":1}', "kafka:t:0:7", 7), (b"\xff not utf-8", "kafka:t:0:8", 8), (b"", "kafka:t:0:9", 9)]
+    sp = SpooledItems.write(str(tmp_path), items)
+    assert sp is not None and Path(sp.path).exists()
+    assert sp.items() == items and not Path(sp.path).exists()  # read once, then gone
+    # an origin Arrow cannot hold (a file name that is not UTF-8): nothing spooled, the pipe carries the records
+    assert SpooledItems.write(str(tmp_path), [(b"{}", "file:/x\udcff.gz:1", 1)]) is None
+    assert list(tmp_path.iterdir()) == []
