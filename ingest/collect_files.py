@@ -64,10 +64,7 @@ def records(path: Path) -> Iterator[tuple[bytes, str, int]]:
     """``(raw, origin, position)`` for every record of a file; positions start at 1."""
     with _open(path) as f:
         data_head = f.read(_ID_PREFIX)
-        first = data_head.lstrip()[:1]
-        # A file opening with "[" is one JSON array; with "{", JSON Lines unless its first line
-        # is not a whole JSON value (a pretty-printed document such as a CloudTrail file).
-        if first == b"[" or (first == b"{" and not _is_jsonl(data_head)):
+        if _whole_document(data_head):
             whole = data_head + f.read()
             try:
                 doc = orjson.loads(whole)
@@ -95,10 +92,14 @@ def plain_lines(path: Path) -> bool:
     elsewhere: ``line_ranges``)."""
     with open(path, "rb") as f:
         head = f.read(_ID_PREFIX)
-    if head[:2] == b"\x1f\x8b":
-        return False
+    return head[:2] != b"\x1f\x8b" and not _whole_document(head)
+
+
+def _whole_document(head: bytes) -> bool:
+    """A file opening with "[" is one JSON array; with "{", JSON Lines unless its first line is not a whole JSON
+    value (a pretty-printed document such as a CloudTrail file)."""
     first = head.lstrip()[:1]
-    return not (first == b"[" or (first == b"{" and not _is_jsonl(head)))
+    return first == b"[" or (first == b"{" and not _is_jsonl(head))
 
 
 _BLOCK = 8 << 20
