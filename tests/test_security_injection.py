@@ -77,10 +77,15 @@ HOSTILE = ["' OR 1=1 --", '"; DROP VIEW events; --', "%' UNION SELECT event_id, 
 
 
 def _lake_digest(lake: Path) -> str:
-    """Every byte of the lake's tables. `marts/` is left out: it is the disposable cache of marts computed
-    from the snapshot (analytics.lake.MART_CACHE), which a query may write whatever its arguments."""
+    """Every byte of the lake's tables. The disposable caches are left out, which a query may write whatever its
+    arguments: `marts/`, the marts computed from the snapshot (analytics.lake.MART_CACHE), and the files' schema
+    signatures (analytics.lakefiles.SCHEMA_CACHE)."""
+    from analytics.lake import MART_CACHE
+    from analytics.lakefiles import SCHEMA_CACHE
+
     h = hashlib.sha256()
-    for f in sorted(p for p in lake.rglob("*") if p.is_file() and p.relative_to(lake).parts[0] != "marts"):
+    for f in sorted(p for p in lake.rglob("*")
+                    if p.is_file() and p.relative_to(lake).parts[0] not in (MART_CACHE, SCHEMA_CACHE)):
         h.update(str(f.relative_to(lake)).encode() + f.read_bytes())
     return h.hexdigest()
 
