@@ -11,6 +11,7 @@ import datetime as dt
 import os
 import shutil
 import tempfile
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -202,20 +203,28 @@ def _spool_root() -> str:
     return shm if os.path.isdir(shm) and os.access(shm, os.W_OK | os.X_OK) else tempfile.gettempdir()
 
 
+_SPOOL_MAX_IDLE_S = 86_400.0
+
+
 def _clear_stale_spools(root: str) -> None:
-    """Remove the spools of collectors that died without closing theirs (their pid is gone); best effort."""
+    """Remove the spools of collectors that died without closing theirs: their pid is gone, or nothing was
+    written in them for a day (a dead collector whose pid was reused). Removing a live but idle collector's spool
+    only sends its next chunks through the pipe. Best effort."""
     try:
         names = [n for n in os.listdir(root) if n.startswith(_SPOOL_PREFIX)]
     except OSError:
         return
     for name in names:
+        path = os.path.join(root, name)
         try:
             pid = int(name[len(_SPOOL_PREFIX):].split("-", 1)[0])
+            if time.time() - os.stat(path).st_mtime > _SPOOL_MAX_IDLE_S:
+                raise ProcessLookupError
             os.kill(pid, 0)
-        except ValueError:
+        except (ValueError, FileNotFoundError):
             continue
         except ProcessLookupError:
-            shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+            shutil.rmtree(path, ignore_errors=True)
         except PermissionError:  # another user's live process
             continue
 

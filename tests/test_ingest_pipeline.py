@@ -95,12 +95,15 @@ def test_stale_spools_of_dead_collectors_are_cleared(tmp_path: Path) -> None:
                           check=True)
     gone = tmp_path / f"decisionpath-spool-{int(dead.stdout)}-abc"
     live = tmp_path / f"decisionpath-spool-{os.getpid()}-def"
+    reused = tmp_path / f"decisionpath-spool-{os.getppid()}-ghi"  # a live pid, but nothing written for two days
     other = tmp_path / "decisionpath-spool-notapid"
-    for d in (gone, live, other):
+    for d in (gone, live, reused, other):
         d.mkdir()
         (d / "x.arrow").write_bytes(b"1")
+    old = os.stat(reused).st_mtime - 2 * 86_400
+    os.utime(reused, (old, old))
     _clear_stale_spools(str(tmp_path))
-    assert not gone.exists() and live.exists() and other.exists()
+    assert not gone.exists() and not reused.exists() and live.exists() and other.exists()
 
 
 def test_an_unreadable_spooled_result_is_parsed_again(tmp_path: Path) -> None:
