@@ -122,6 +122,12 @@ def _worker_init() -> None:
     os.close(devnull)
 
 
+def file_label(path: str | os.PathLike[str]) -> str:
+    """A file's path as origins and commit metadata carry it: bytes of the name that are not UTF-8 are escaped
+    (``\\xff``), so that Arrow and the Delta log can hold it (a name in another encoding failed the whole ingest)."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
 @dataclass(frozen=True)
 class LineRange:
     """Lines ``first``, ``first + 1``, ... of a plain (uncompressed) JSON Lines file, at bytes ``[offset,
@@ -138,7 +144,7 @@ class LineRange:
         with open(self.path, "rb") as f:
             f.seek(self.offset)
             data = f.read(self.length)
-        origin = f"file:{self.path}:"
+        origin = f"file:{file_label(self.path)}:"
         out = []
         for n, line in enumerate(data.split(b"\n"), self.first):
             line = line.strip()

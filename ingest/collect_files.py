@@ -21,7 +21,7 @@ import numpy as np
 import orjson
 
 from ingest import faults
-from ingest.chunks import IngestStats, LineRange, Normalized, Pipeline, commit_normalized
+from ingest.chunks import IngestStats, LineRange, Normalized, Pipeline, commit_normalized, file_label
 from ingest.errors import ConfigError
 from ingest.lake import Lake, Progress
 
@@ -62,6 +62,7 @@ def content_id(path: Path) -> str:
 
 def records(path: Path) -> Iterator[tuple[bytes, str, int]]:
     """``(raw, origin, position)`` for every record of a file; positions start at 1."""
+    label = file_label(path)
     with _open(path) as f:
         data_head = f.read(_ID_PREFIX)
         if _whole_document(data_head):
@@ -72,10 +73,10 @@ def records(path: Path) -> Iterator[tuple[bytes, str, int]]:
                 doc = None
             if isinstance(doc, list):
                 for i, item in enumerate(doc, 1):
-                    yield orjson.dumps(item), f"file:{path}:[{i - 1}]", i
+                    yield orjson.dumps(item), f"file:{label}:[{i - 1}]", i
                 return
             if isinstance(doc, dict):
-                yield whole.strip(), f"file:{path}:1", 1
+                yield whole.strip(), f"file:{label}:1", 1
                 return
             # not one JSON document after all: fall through to lines
             stream: IO[bytes] = io.BytesIO(whole)
@@ -84,7 +85,7 @@ def records(path: Path) -> Iterator[tuple[bytes, str, int]]:
         for n, line in enumerate(stream, 1):
             line = line.strip()
             if line:
-                yield line, f"file:{path}:{n}", n
+                yield line, f"file:{label}:{n}", n
 
 
 def plain_lines(path: Path) -> bool:
@@ -209,7 +210,7 @@ def ingest_files(
             def commit(n: Normalized, app_id: str = app_id, prog: Progress = prog, path: Path = path) -> None:
                 if not n.read:  # a range of blank lines
                     return
-                s = commit_normalized(lake, n, app_id, prog, {"file": str(path)})
+                s = commit_normalized(lake, n, app_id, prog, {"file": file_label(path)})
                 total.add(s)
                 if after_commit:
                     after_commit(total.chunks)

@@ -152,3 +152,29 @@ def test_a_record_repeated_within_one_chunk_lands_once(tmp_path):
     rows = duckdb.connect().execute("SELECT event_id, origin FROM read_parquet($f) ORDER BY event_id",
                                     {"f": lake.files("events")}).fetchall()
     assert [(e, o.rsplit(":", 1)[1]) for e, o in rows] == [("mcp:a", "1"), ("mcp:b", "2"), ("mcp:c", "4")]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_file_name_that_is_not_utf8_is_ingested_with_an_escaped_origin(tmp_path, workers):
+    """A name in another encoding (a byte that is not UTF-8) failed the whole ingest with UnicodeEncodeError; its
+    origins now carry the byte escaped. Two workers run the real command (forked parsing processes)."""
+    import os
+
+    import duckdb
+
+    data = tmp_path / "data"
+    data.mkdir()
+    line = b'{"log_id":"l%d","timestamp":"2026-11-02T10:00:00Z","request":{"method":"tools/list"}}'
+    name = os.fsencode(data) + b"/mcp-\xff.jsonl"
+    with open(name, "wb") as f:
+        f.write(b"\n".join(line % i for i in range(100)) + b"\n")
+    lake = tmp_path / "lake"
+    if workers == 1:
+        s = ingest_files([data], Lake(lake), workers=1)
+        assert (s.read, s.events) == (100, 100)
+    else:
+        out = orjson.loads(cli("ingest", "file", str(data), "--lake", str(lake), "--workers", "2", "--json").stdout)
+        assert (out["read"], out["events"]) == (100, 100)
+    origins = [r[0] for r in duckdb.connect().execute("SELECT origin FROM read_parquet($f) ORDER BY origin",
+                                                      {"f": Lake(lake).files("events")}).fetchall()]
+    assert len(origins) == 100 and all(o.startswith(f"file:{data}/mcp-\\xff.jsonl:") for o in origins)
