@@ -3,8 +3,8 @@
 Two facts cost a pass over every file's footer (or column) at each connection, ~0.2 s and ~0.4 s on a lake
 of 2,000 files, and both can be had for a few files' worth:
 
-* **Schema signatures** (``signatures``: a SHA-256 of each file's Parquet schema). ``analytics.lake.connect`` scans the files in groups of one Parquet
-  schema. A data file of a Delta table is never rewritten (a compaction writes new files under new names),
+* **Schema signatures** (``signatures``: a SHA-256 of each file's Parquet schema). ``analytics.lake.connect``
+  scans the files in groups of one Parquet schema. A data file of a Delta table is never rewritten (a compaction writes new files under new names),
   so a file's signature is cached for good in ``<lake>/file_schemas.parquet``, keyed by its path in the table
   and its size; only files the cache has not seen are read. The cache is best effort: a read-only lake, or a
   damaged or concurrently replaced cache file, only costs reading the footers again.
@@ -95,7 +95,8 @@ def signatures(con: duckdb.DuckDBPyConnection, lake_dir: str | Path, facts: File
         for u, k in zip(facts.uris, keys, strict=True):
             if u in read:
                 known[k] = read[u]
-        _save(con, cache, [(p, s, known[(p, s)]) for p, s in keys if s >= 0 and (p, s) in known])
+        if any(s >= 0 for _p, s in keys):  # facts not trusted (sizes -1): nothing to cache, keep the cache as is
+            _save(con, cache, [(p, s, known[(p, s)]) for p, s in keys if s >= 0 and (p, s) in known])
     return {u: known.get(k, "") for u, k in zip(facts.uris, keys, strict=True)}
 
 

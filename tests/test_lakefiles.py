@@ -106,3 +106,17 @@ def test_schema_cache_follows_the_snapshot_and_survives_damage(lake: Path, monke
     monkeypatch.setattr(lf.os, "replace", refuse)
     assert connect(lake).execute("SELECT count(*), min(time) FROM events").fetchone() == expected
     assert not cache.exists() and not list(lake.glob(f".{lf.SCHEMA_CACHE}.*"))
+
+
+def test_facts_not_trusted_read_every_footer_and_leave_the_cache(lake: Path) -> None:
+    """When the log's paths do not match the file list, nothing is cached from them (sizes -1) and the cache of
+    the trusted snapshot stays."""
+    connect(lake)
+    cache = lake / lf.SCHEMA_CACHE
+    before = cache.read_bytes()
+    facts = lf.FileFacts.of(Lake(lake).events_table())
+    untrusted = lf.FileFacts(facts.uris, list(facts.uris), [-1] * len(facts.uris), [None] * len(facts.uris),
+                             [None] * len(facts.uris))
+    sig = lf.signatures(duckdb.connect(), lake, untrusted)
+    assert set(sig) == set(facts.uris) and all(len(v) == 64 for v in sig.values())
+    assert cache.read_bytes() == before
