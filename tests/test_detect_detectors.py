@@ -284,3 +284,24 @@ def _run_events() -> tuple[dict[str, Any], ...]:
 
 
 REPO_EVENTS = _run_events()
+
+
+@pytest.mark.parametrize("before", ["", "compressed_materialization"])
+def test_build_right_holds_for_its_query_only(before: str) -> None:
+    """`Context.rows(build_right=True)`: DuckDB's build-side swap is off while the query runs, and the
+    connection's own setting is back afterwards, also when the query fails."""
+    import duckdb
+
+    from analytics.detectors.base import Context
+
+    con = duckdb.connect()
+    con.execute("SET disabled_optimizers = $v", {"v": before})
+    ctx = Context(con, BASE, BASE)
+    probe = "SELECT current_setting('disabled_optimizers') AS v"
+    during = ctx.rows(probe, build_right=True)[0]["v"]
+    assert "build_side_probe_side" in during.split(",")
+    assert (before in during.split(",")) if before else during == "build_side_probe_side"
+    assert ctx.rows(probe)[0]["v"] == before
+    with pytest.raises(duckdb.Error):
+        ctx.rows("SELECT * FROM no_such_table", build_right=True)
+    assert ctx.rows(probe)[0]["v"] == before

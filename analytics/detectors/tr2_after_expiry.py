@@ -23,6 +23,8 @@ DETECTION = Detection(
 # intermediate computed all sixteen of its columns for every credential of the lake first (10M events: 3.9-4.1 s
 # for the detection instead of 5.7-6.3 s, same rows). In a catalog run, where that intermediate is already
 # materialized for the other detectors (`analytics.lake.share`), its rows are read instead.
+# Either way the issuance side is the one hashed (`build_right`): DuckDB hashed the ~7M uses and spilled them
+# (10M events, catalog run: 1.0-1.3 s for the query instead of 1.7-2.1 s, same rows).
 SHARED_READS: tuple[str, ...] = ()  # nothing computed for it: it reads the issuance rows only if shared
 _ISSUED_ALONE = f"""
     SELECT credential_id,
@@ -51,7 +53,7 @@ def detect(ctx: Context) -> list[Finding]:
     skew = ctx.p(DETECTION, "clock_skew_s")
     by: dict[str, list[dict[str, Any]]] = {}
     issued = _ISSUED_SHARED if is_shared(ctx.con, "int_credential_issued") else _ISSUED_ALONE
-    for r in ctx.rows(_SQL.format(issued=issued), {**ctx.window(), "skew": skew}):
+    for r in ctx.rows(_SQL.format(issued=issued), {**ctx.window(), "skew": skew}, build_right=True):
         by.setdefault(r["credential_id"], []).append(r)
     out = []
     for cid, rs in by.items():

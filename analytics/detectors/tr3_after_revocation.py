@@ -19,7 +19,8 @@ DETECTION = Detection(
 SHARED_READS = ("int_credential_issued", "int_credential_revoked")  # computed first in a catalog run (share_for)
 
 # The late uses first, against the revocations alone; the issuance (evidence, and a credential must have one)
-# is joined to those few rows only, not to every use of the lake.
+# is joined to those few rows only, not to every use of the lake. The revocations are hashed (`build_right`), not
+# the uses (10M events: 1.0-1.2 s instead of 1.45-1.7 s, same rows).
 _SQL = """
 WITH late AS MATERIALIZED (
     SELECT u.credential_id, u.event_id, u.time, u.actor_id, r.revoked_at, r.revoke_event_id
@@ -38,7 +39,7 @@ ORDER BY l.credential_id, l.time, l.event_id
 def detect(ctx: Context) -> list[Finding]:
     grace = ctx.p(DETECTION, "revocation_grace_s")
     by: dict[str, list[dict[str, Any]]] = {}
-    for r in ctx.rows(_SQL, {**ctx.window(), "grace": grace}):
+    for r in ctx.rows(_SQL, {**ctx.window(), "grace": grace}, build_right=True):
         by.setdefault(r["credential_id"], []).append(r)
     out = []
     for cid, rs in by.items():

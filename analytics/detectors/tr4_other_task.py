@@ -17,30 +17,24 @@ DETECTION = Detection(
 )
 SHARED_READS = ("int_credential_issued",)  # computed first in a catalog run (share_for)
 
-# The distinct (credential, task) pairs of the uses are checked against the issuance first; only the uses of the
-# mismatched pairs are then listed. Joining every use to the issuance built its hash table on the uses and
-# spilled at 10M events (2.6-2.8 s for the query, against 2.2 s, same rows).
+# One pass over the uses, each joined to its credential's issuance task: the credentials with a task are hashed
+# (`build_right`: DuckDB hashed the ~9M uses otherwise and spilled). At 10M events 1.2 s for the query, against
+# 1.8 s for listing the distinct (credential, task) pairs first and then the uses of the mismatched ones.
 _SQL = """
-WITH pairs AS (
-    SELECT DISTINCT credential_id, task_id FROM events
-    WHERE category IN ('tool_call', 'authorization', 'api_activity') AND task_id IS NOT NULL
-      AND credential_id IS NOT NULL AND time BETWEEN $since AND $until
-), bad AS MATERIALIZED (
-    SELECT p.credential_id, p.task_id AS used_task, c.task_id AS cred_task, c.issue_event_id, c.issue_target
-    FROM pairs p JOIN int_credential_issued c USING (credential_id)
-    WHERE c.task_id IS NOT NULL AND p.task_id <> c.task_id AND NOT starts_with(p.task_id, c.task_id || '.')
-)
-SELECT u.credential_id, u.event_id, u.time, u.actor_id, b.used_task, b.cred_task, b.issue_event_id,
-       b.issue_target AS holder
-FROM events u JOIN bad b ON b.credential_id = u.credential_id AND b.used_task = u.task_id
+SELECT u.credential_id, u.event_id, u.time, u.actor_id, u.task_id AS used_task, c.task_id AS cred_task,
+       c.issue_event_id, c.issue_target AS holder
+FROM events u JOIN (
+    SELECT credential_id, task_id, issue_event_id, issue_target FROM int_credential_issued WHERE task_id IS NOT NULL
+) c ON c.credential_id = u.credential_id
 WHERE u.category IN ('tool_call', 'authorization', 'api_activity') AND u.time BETWEEN $since AND $until
+  AND u.task_id IS NOT NULL AND u.task_id <> c.task_id AND NOT starts_with(u.task_id, c.task_id || '.')
 ORDER BY u.credential_id, u.time, u.event_id
 """
 
 
 def detect(ctx: Context) -> list[Finding]:
     by: dict[str, list[dict[str, Any]]] = {}
-    for r in ctx.rows(_SQL, ctx.window()):
+    for r in ctx.rows(_SQL, ctx.window(), build_right=True):
         by.setdefault(r["credential_id"], []).append(r)
     out = []
     for cid, rs in by.items():
