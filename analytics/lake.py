@@ -156,8 +156,8 @@ def connect(lake_dir: str | Path, memory_limit: str = "2GB", threads: int | None
     ``cached`` says how the snapshot's cached tables (marts, id index, overview and path tables) are read when
     the snapshot is prepared (``READY``): ``"files"`` (views over the cached Parquet: nothing loaded, no load
     time per connection, each query reads the row groups it needs; for one-shot commands and the dashboard)
-    or ``"memory"`` (loaded once: 2-5 s and ~2 GB on 10M events, then the fastest repeated queries; for long
-    batches of point-in-time questions). The caches of a snapshot that is not prepared are always loaded
+    or ``"memory"`` (loaded once, compressed: ~5 s and ~0.5 GB of DuckDB memory on 10M events, then the fastest
+    repeated queries; for long batches of point-in-time questions). The caches of a snapshot that is not prepared are always loaded
     (another writer may drop them), and tables computed on this connection stay in memory.
     """
     if cached not in ("files", "memory"):
@@ -266,18 +266,37 @@ def mart_cache_dir(con: duckdb.DuckDBPyConnection) -> Path | None:
 CACHEABLE: dict[str, str] = {}
 
 
+KEPT_DB = "dp_kept"  # the attached, compressed in-memory database of each connection's computed tables
+
+
+def keep(con: duckdb.DuckDBPyConnection, name: str, sql: str, params: dict[str, Any] | None = None) -> None:
+    """``name`` as the rows of ``sql``, kept in this connection's memory, compressed (read through a temp view).
+
+    DuckDB compresses an attached in-memory database at its checkpoint: on 10M events the detections' shared
+    issuance and revocation took 838 MB of DuckDB memory as temp tables and ~180 MB compressed. ``name`` and
+    ``sql`` are the package's constants, never input (tests/test_security_injection.py checks every call);
+    ``params`` carries any value.
+    """
+    con.execute(f"ATTACH IF NOT EXISTS ':memory:' AS {KEPT_DB} (COMPRESS)")
+    con.execute(f"DROP TABLE IF EXISTS {KEPT_DB}.{name}")
+    con.execute("SELECT 1").fetchall()  # the relation API refuses a connection with a pending result
+    con.sql(sql, params=params).create(f"{KEPT_DB}.{name}")
+    con.execute(f"CHECKPOINT {KEPT_DB}")
+    con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM {KEPT_DB}.{name}")  # noqa: S608
+
+
 def cached_table(con: duckdb.DuckDBPyConnection, name: str) -> None:
-    """``CREATE TEMP TABLE name AS CACHEABLE[name]`` over this connection's snapshot, loaded from the snapshot's
+    """``name`` as ``CACHEABLE[name]`` over this connection's snapshot, kept in memory (``keep``), loaded from the snapshot's
     cache when a connection already computed it (the file name carries a digest of the SQL, so other SQL
     never matches)."""
     _cached(con, name, f"{name}-{hashlib.sha256(CACHEABLE[name].encode()).hexdigest()[:10]}")
 
 
 def _cached(con: duckdb.DuckDBPyConnection, name: str, stem: str) -> None:
-    """``CREATE TEMP TABLE name AS CACHEABLE[name]``, loaded from or saved to ``<cache>/<stem>.parquet``."""
+    """``name`` as ``CACHEABLE[name]``, kept in memory (``keep``), loaded from or saved to ``<cache>/<stem>.parquet``."""
     cache = mart_cache_dir(con)
     if cache is None or not _load_cached(con, cache, (name,), (stem,)):
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {CACHEABLE[name]}")  # noqa: S608 (registered constant)
+        keep(con, name, CACHEABLE[name])
         if cache is not None:
             _save_cached(con, cache, (name,), (stem,))
 
@@ -336,8 +355,7 @@ def _load_cached(con: duckdb.DuckDBPyConnection, cache: Path, names: tuple[str, 
             # Only a prepared snapshot's files are read in place: pruning keeps the newest two prepared ones, while
             # any other snapshot's cache may be dropped by the next writer (`_prune`).
             if _IN_MEMORY.get(con, False) or not (cache / READY).is_file():
-                con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM read_parquet($p)",  # noqa: S608
-                            {"p": str(f)})
+                keep(con, name, "SELECT * FROM read_parquet($p)", {"p": str(f)})
             else:  # a view over the cached file: nothing loaded, each query reads what it needs
                 con.execute("SELECT 1").fetchall()  # the relation API refuses a connection with a pending result
                 con.sql("SELECT * FROM read_parquet($p)", params={"p": str(f)}).create_view(name, replace=True)
@@ -412,18 +430,17 @@ def _shadow(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def _compute_marts(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute("CREATE OR REPLACE TEMP TABLE mat_credentials AS SELECT * FROM credentials ORDER BY holder, credential_id")
-    con.execute("CREATE OR REPLACE TEMP TABLE mat_policy_versions AS SELECT * FROM policy_versions")
+    keep(con, "mat_credentials", "SELECT * FROM credentials ORDER BY holder, credential_id")
+    keep(con, "mat_policy_versions", "SELECT * FROM policy_versions")
     _shadow(con)  # `delegations` below reads the in-memory credentials
     # Sorted by hash(delegate), as `credential_actors` by hash(actor): one identity's delegations, one segment.
-    con.execute("CREATE OR REPLACE TEMP TABLE mat_delegations AS "
-                "SELECT hash(delegate) AS delegate_h, * FROM delegations ORDER BY delegate_h, delegate, credential_id")
+    keep(con, "mat_delegations",
+         "SELECT hash(delegate) AS delegate_h, * FROM delegations ORDER BY delegate_h, delegate, credential_id")
 
 
 # Intermediates that several detectors read: each is computed once per connection, when a query first names it.
 SHARED: tuple[str, ...] = ("int_credential_issued", "int_credential_revoked")
 _SHARED: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, set[str]] = weakref.WeakKeyDictionary()
-_SHARED_DB = "dp_shared"  # the attached in-memory database that holds them (per connection: each is its own instance)
 
 
 def share(con: duckdb.DuckDBPyConnection, sql: str) -> None:
@@ -438,11 +455,8 @@ def share(con: duckdb.DuckDBPyConnection, sql: str) -> None:
             # The rows live in a compressed in-memory database, checkpointed once written: on 10M events the
             # two tables took 838 MB of the detect run's 1.5 GB DuckDB memory as temp tables, and ~135 MB for
             # the issuance table compressed. The queries that read them get the rest back instead of spilling.
-            con.execute(f"ATTACH IF NOT EXISTS ':memory:' AS {_SHARED_DB} (COMPRESS)")
             # Names are the constants above, never input.
-            con.execute(f"CREATE OR REPLACE TABLE {_SHARED_DB}.shared_{name} AS SELECT * FROM {name}")  # noqa: S608
-            con.execute(f"CHECKPOINT {_SHARED_DB}")
-            con.execute(f"CREATE OR REPLACE TEMP VIEW shared_{name} AS SELECT * FROM {_SHARED_DB}.shared_{name}")  # noqa: S608
+            keep(con, f"shared_{name}", f"SELECT * FROM {name}")  # noqa: S608
             con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM shared_{name}")  # noqa: S608
             if name in BY_CREDENTIAL:
                 # `<name>_for(ids)` (a few credentials' rows) now reads the materialized rows, not the lake again.

@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from analytics import snapshot
-from analytics.lake import MART_CACHE, connect, materialize, ready_versions
+from analytics.lake import KEPT_DB, MART_CACHE, connect, materialize, ready_versions
 from dashboards import context
 from tests.analytics_factory import append_events, ev
 
@@ -60,8 +60,12 @@ def test_a_prepared_snapshot_stays_until_a_newer_one_is_prepared(lake):
 
 
 def _kinds(con) -> dict[str, str]:
-    return dict(con.execute("SELECT table_name, 'table' FROM duckdb_tables() WHERE temporary UNION ALL "
-                            "SELECT view_name, 'view' FROM duckdb_views() WHERE NOT internal").fetchall())
+    """'table': loaded into the connection's memory (kept tables are read through a view of the same name);
+    'view': read in place (a view over the cached files)."""
+    kinds = dict(con.execute("SELECT view_name, 'view' FROM duckdb_views() WHERE NOT internal").fetchall())
+    kinds.update(con.execute("SELECT table_name, 'table' FROM duckdb_tables() WHERE temporary OR database_name = $db",
+                             {"db": KEPT_DB}).fetchall())
+    return kinds
 
 
 def test_the_cache_of_a_snapshot_not_prepared_is_loaded_not_read_in_place(lake):

@@ -179,7 +179,7 @@ def test_shared_issuance_serves_the_few_credentials_lookup(tmp_path: Path) -> No
     share(con, "int_credential_issued")
     # in the compressed in-memory database, not a temp table
     assert con.execute("SELECT database_name FROM duckdb_tables() WHERE table_name = 'shared_int_credential_issued'"
-                       ).fetchall() == [("dp_shared",)]
+                       ).fetchall() == [("dp_kept",)]
     assert con.execute(q).fetchall() == before != []
     plan = str(con.execute("EXPLAIN " + q).fetchall()).upper()
     assert "PARQUET" not in plan  # from memory, not another scan of the lake

@@ -18,6 +18,7 @@ from tests.conftest import REPO, cli
 from tests.test_reliability_corpus import make_corpus
 
 SQL_CALLS = {"execute", "sql", "query", "executemany", "from_query"}
+SQL_ARG = {"keep": 2}  # helpers whose SQL is not the first argument: analytics.lake.keep(con, name, sql, params)
 # Names allowed inside SQL f-strings, each an internal constant, never user input:
 ALLOWED = {
     "cols",        # lake.compact: column list built from the SCHEMA constant
@@ -44,20 +45,30 @@ def _dynamic_sql(arg: ast.AST) -> set[str] | None:
     return None
 
 
+def _func(node: ast.Call) -> str:
+    return node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+
+
+def _offence(node: ast.AST) -> set[str]:
+    """Names outside the allowlist interpolated into the SQL of this call (empty: none, or not a SQL call)."""
+    if not isinstance(node, ast.Call):
+        return set()
+    func = _func(node)
+    at = 0 if isinstance(node.func, ast.Attribute) and func in SQL_CALLS else SQL_ARG.get(func)
+    if at is None or len(node.args) <= at:
+        return set()
+    names = _dynamic_sql(node.args[at]) or set()
+    return {n for n in names if n not in ALLOWED and not n.isupper()}  # UPPER_CASE: module constants
+
+
 def offenders() -> list[str]:
     out = []
     for f in sorted([*REPO.glob("analytics/**/*.py"), *REPO.glob("dashboards/**/*.py")]):
         tree = ast.parse(f.read_text(), str(f))
         for node in ast.walk(tree):
-            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                    and node.func.attr in SQL_CALLS and node.args):
-                continue
-            names = _dynamic_sql(node.args[0])
-            if names is None:
-                continue
-            bad = {n for n in names if n not in ALLOWED and not n.isupper()}  # UPPER_CASE: module constants
+            bad = _offence(node)
             if bad:
-                out.append(f"{f.relative_to(REPO)}:{node.lineno}: {node.func.attr}() SQL built from {sorted(bad)}")
+                out.append(f"{f.relative_to(REPO)}:{node.lineno}: {_func(node)}() SQL built from {sorted(bad)}")
     return out
 
 
@@ -70,6 +81,10 @@ def test_static_check_flags_what_it_should():
     ok = ast.parse('con.execute("SELECT * FROM events WHERE actor_id = $id", {"id": identity})').body[0].value
     assert _dynamic_sql(bad.args[0]) == {"identity"}
     assert _dynamic_sql(ok.args[0]) is None
+    assert _offence(bad) == {"identity"} and _offence(ok) == set()
+    kept = ast.parse('keep(con, "t", f"SELECT * FROM events WHERE actor_id = \'{identity}\'")').body[0].value
+    assert _offence(kept) == {"identity"}  # a helper whose SQL is its third argument
+    assert _offence(ast.parse('keep(con, "t", "SELECT $id", {"id": identity})').body[0].value) == set()
 
 
 HOSTILE = ["' OR 1=1 --", '"; DROP VIEW events; --', "%' UNION SELECT event_id, raw FROM events --",
