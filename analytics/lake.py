@@ -156,9 +156,10 @@ def connect(lake_dir: str | Path, memory_limit: str = "2GB", threads: int | None
     ``cached`` says how the snapshot's cached tables (marts, id index, overview and path tables) are read when
     the snapshot is prepared (``READY``): ``"files"`` (views over the cached Parquet: nothing loaded, no load
     time per connection, each query reads the row groups it needs; for one-shot commands and the dashboard)
-    or ``"memory"`` (loaded once, compressed: ~5 s and ~0.5 GB of DuckDB memory on 10M events, then the fastest
-    repeated queries; for long batches of point-in-time questions). The caches of a snapshot that is not prepared are always loaded
-    (another writer may drop them), and tables computed on this connection stay in memory.
+    or ``"memory"`` (loaded once, compressed: ~5 s and ~0.5 GB of DuckDB memory on 10M events, then the
+    fastest repeated queries; for long batches of point-in-time questions). The caches of a snapshot that is
+    not prepared are always loaded (another writer may drop them), and tables computed on this connection stay
+    in memory.
     """
     if cached not in ("files", "memory"):
         raise ValueError(f"cached must be 'files' or 'memory', not {cached!r}")
@@ -286,14 +287,15 @@ def keep(con: duckdb.DuckDBPyConnection, name: str, sql: str, params: dict[str, 
 
 
 def cached_table(con: duckdb.DuckDBPyConnection, name: str) -> None:
-    """``name`` as ``CACHEABLE[name]`` over this connection's snapshot, kept in memory (``keep``), loaded from the snapshot's
-    cache when a connection already computed it (the file name carries a digest of the SQL, so other SQL
-    never matches)."""
+    """``name`` as ``CACHEABLE[name]`` over this connection's snapshot, kept in memory (``keep``), loaded from
+    the snapshot's cache when a connection already computed it (the file name carries a digest of the SQL, so
+    other SQL never matches)."""
     _cached(con, name, f"{name}-{hashlib.sha256(CACHEABLE[name].encode()).hexdigest()[:10]}")
 
 
 def _cached(con: duckdb.DuckDBPyConnection, name: str, stem: str) -> None:
-    """``name`` as ``CACHEABLE[name]``, kept in memory (``keep``), loaded from or saved to ``<cache>/<stem>.parquet``."""
+    """``name`` as ``CACHEABLE[name]``, kept in memory (``keep``), loaded from or saved to
+    ``<cache>/<stem>.parquet``."""
     cache = mart_cache_dir(con)
     if cache is None or not _load_cached(con, cache, (name,), (stem,)):
         keep(con, name, CACHEABLE[name])
@@ -452,9 +454,7 @@ def share(con: duckdb.DuckDBPyConnection, sql: str) -> None:
     done = _SHARED.setdefault(con, set())
     for name in SHARED:
         if name not in done and re.search(rf"\b{name}\b", sql):
-            # The rows live in a compressed in-memory database, checkpointed once written: on 10M events the
-            # two tables took 838 MB of the detect run's 1.5 GB DuckDB memory as temp tables, and ~135 MB for
-            # the issuance table compressed. The queries that read them get the rest back instead of spilling.
+            # Kept compressed (`keep`): the detect run's queries get the rest of its 1.5 GB instead of spilling.
             # Names are the constants above, never input.
             keep(con, f"shared_{name}", f"SELECT * FROM {name}")  # noqa: S608
             con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM shared_{name}")  # noqa: S608
