@@ -14,6 +14,7 @@ import pyarrow.compute as pc
 from ingest import fastpath, sources
 from ingest.errors import ParseError, UnsupportedFormat
 from ingest.events import DEAD_LETTER_SCHEMA, FIELD_NAMES, SCHEMA, utc
+from ingest.lake import first_rows
 from ingest.redact import (
     mark,
     redact,
@@ -330,13 +331,12 @@ def to_lake_tables(batch: Batch) -> tuple[pa.Table, pa.Table, pa.Array, pa.Array
     et, dt_, ev_pos, dead_pos, ix = _unordered(batch)
     n = et.num_rows
     rec = ix if ix is not None else pa.array(range(n), pa.int64())  # record order
-    first = pa.table({"e": et["event_id"].take(rec), "i": pa.array(range(n), pa.int64())}).group_by(
-        "e", use_threads=False).aggregate([("i", "min")])["i_min"]
-    if len(first) != n:
-        rec = rec.take(pc.take(first, pc.sort_indices(first)))
+    keep = first_rows(et["event_id"].take(rec))
+    if len(keep) != n:
+        rec = rec.take(keep)
     keys = pa.table({"a": et["actor_id"].take(rec), "t": et["time"].take(rec)})
     final = rec.take(pc.sort_indices(keys, sort_keys=[("a", "ascending"), ("t", "ascending")]))
-    return et.take(final), dt_, ev_pos.take(final), dead_pos, n - len(first)
+    return et.take(final), dt_, ev_pos.take(final), dead_pos, n - len(keep)
 
 
 def _unordered(batch: Batch) -> tuple[pa.Table, pa.Table, pa.Array, pa.Array, pa.Array | None]:
