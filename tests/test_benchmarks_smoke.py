@@ -94,3 +94,36 @@ def test_reference_detections_script_compares_the_three(scenario, tmp_path: Path
         n = r["findings"]
         assert n["product"] == n["pandas"] == n["duckdb"] > 0, (did, n)  # the three agree before being compared
         assert min(r["seconds"].values()) > 0 and r["pandas_over_product"] > 0 and r["product_over_duckdb"] > 0
+
+
+def test_same_answers_dumps_findings_and_answers_stably(scenario, tmp_path: Path) -> None:
+    """Two dumps of one lake are identical (what `cmp` between two trees relies on), and hold every finding."""
+    from analytics.detect import connect, detect_findings
+    from benchmarks.same_answers import main
+    from ingest.collect_files import ingest_files
+    from ingest.lake import Lake
+
+    lake = tmp_path / "lake"
+    ingest_files([scenario], Lake(lake))
+    for what in ("findings", "answers"):
+        a, b = tmp_path / f"{what}-a.txt", tmp_path / f"{what}-b.txt"
+        assert main([what, "--lake", str(lake), "--out", str(a), "-n", "5"]) == 0
+        assert main([what, "--lake", str(lake), "--out", str(b), "-n", "5"]) == 0
+        assert a.read_bytes() == b.read_bytes()
+    lines = (tmp_path / "findings-a.txt").read_text().splitlines()
+    assert len(lines) == len(detect_findings(connect(lake))) > 0
+    assert len((tmp_path / "answers-a.txt").read_text().splitlines()) == 10  # allowed_at + decision_path each
+
+
+def test_codec_scan_times_each_codec(scenario, tmp_path: Path, capsys) -> None:
+    from benchmarks.codec_scan import CODECS, SCANS, main
+    from ingest.collect_files import ingest_files
+    from ingest.lake import Lake
+
+    ingest_files([scenario], Lake(tmp_path / "lake"))
+    assert main(["--lake", str(tmp_path / "lake"), "--out", str(tmp_path / "c"), "--repeat", "1", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)["codecs"]
+    assert list(res) == list(CODECS)
+    for r in res.values():
+        assert r["bytes"] > 0 and list(r["seconds"]) == list(SCANS)
+    assert res["uncompressed"]["bytes"] > res["zstd"]["bytes"]
