@@ -33,6 +33,8 @@ SELECT r.event_id, r.time, r.actor_id, r.resource, r.request_id,
        x.time AS last_rot, x.x.event_id AS rot_id, x.x.request_id AS rot_req
 FROM s r ASOF LEFT JOIN rot x ON x.resource = r.resource AND x.time <= r.time
 WHERE r.activity = 'secret.read' AND r.time BETWEEN $since AND $until
+  -- only stale reads come back (returning every read to test its age in Python: ~0.5 s for 180k reads at 10M)
+  AND (x.time IS NULL OR epoch_us(r.time) - epoch_us(x.time) > $max_age_us)
 ORDER BY r.time, r.event_id
 """
 _REQ = ("SELECT request_id AS k, event_id FROM events WHERE activity = 'request' AND request_id IN (SELECT unnest($keys))"
@@ -42,11 +44,8 @@ _REQ = ("SELECT request_id AS k, event_id FROM events WHERE activity = 'request'
 def detect(ctx: Context) -> list[Finding]:
     max_age = ctx.p(DETECTION, "max_age_days") * 86400
     by: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for r in ctx.rows(_SQL, ctx.window()):
-        age = None if r["last_rot"] is None else (r["time"] - r["last_rot"]).total_seconds()
-        if age is not None and age <= max_age:
-            continue
-        r["age"] = age
+    for r in ctx.rows(_SQL, {**ctx.window(), "max_age_us": max_age * 1e6}):
+        r["age"] = None if r["last_rot"] is None else (r["time"] - r["last_rot"]).total_seconds()
         by.setdefault((r["resource"], r["rot_id"] or "never"), []).append(r)
     out = []
     req_rows = ctx.lookup(_REQ, [q for rs in by.values() for r in rs for q in (r["request_id"], r["rot_req"]) if q])
