@@ -27,11 +27,11 @@ WITH d AS (
   SELECT d.event_id AS deny_id, d.time AS deny_time, d.actor_id AS a_actor, d.tool, d.resource,
          d.trace_id AS d_trace, d.span_id AS d_span,
          a.event_id AS allow_id, a.time AS allow_time, a.actor_id AS b_actor, a.trace_id AS a_trace, a.span_id AS a_span
-  FROM d JOIN events a ON a.activity = 'decision' AND a.decision = 'allow' AND a.tool = d.tool
+  FROM events a JOIN d ON a.tool = d.tool
           AND a.resource = d.resource AND a.actor_id <> d.actor_id AND a.time > d.time
           AND a.time <= d.time + to_microseconds(CAST($window * 1e6 AS BIGINT))
           AND a.trace_id IS DISTINCT FROM d.trace_id
-  WHERE a.time BETWEEN $since AND $until
+  WHERE a.activity = 'decision' AND a.decision = 'allow' AND a.time BETWEEN $since AND $until
 ), calls AS MATERIALIZED (
   SELECT event_id, trace_id, span_id, outcome FROM events
   WHERE activity = 'tool.invoked' AND trace_id IN (SELECT a_trace FROM pairs UNION ALL SELECT d_trace FROM pairs)
@@ -47,7 +47,9 @@ ORDER BY p.deny_time, p.deny_id, p.allow_id, call_id, deny_call_id
 
 def detect(ctx: Context) -> list[Finding]:
     out = []
-    for r in ctx.rows(_SQL, {**ctx.window(), "window": ctx.p(DETECTION, "window_s")}):
+    # The denials (1 % of decisions) are hashed and the allows probe them: DuckDB's own choice hashed the 3.3M
+    # allows at 10M events (0.7 s of CPU in the join); every other join of the query hashes its small side anyway.
+    for r in ctx.rows(_SQL, {**ctx.window(), "window": ctx.p(DETECTION, "window_s")}, build_right=True):
         gap = (r["allow_time"] - r["deny_time"]).total_seconds()
         out.append(make(
             DETECTION, (r["deny_id"], r["allow_id"]), [r["a_actor"], r["b_actor"]], [r["deny_time"], r["allow_time"]],
