@@ -26,7 +26,8 @@ WITH calls AS MATERIALIZED (
       AND on_behalf_of IS NULL AND len(coalesce(delegation_chain, [])) <= 1
 ), dec AS (
     SELECT m.event_id, list(d.event_id ORDER BY d.event_id) AS decisions
-    FROM calls m JOIN events d ON d.activity = 'decision' AND d.trace_id = m.trace_id AND d.span_id = m.span_id
+    FROM events d JOIN calls m ON d.trace_id = m.trace_id AND d.span_id = m.span_id
+    WHERE d.activity = 'decision'
     GROUP BY m.event_id
 )
 SELECT e.credential_id, e.src_workload, list(e.event_id ORDER BY e.time, e.event_id) AS ids,
@@ -41,7 +42,9 @@ HAVING max(e.time) >= $since AND min(e.time) <= $until
 
 def detect(ctx: Context) -> list[Finding]:
     out = []
-    for r in ctx.rows(_SQL, ctx.window()):
+    # The few calls are hashed and every decision probes them: DuckDB's own choice hashed the 3.3M decisions of
+    # the 10M lake (0.5 s of CPU and ~0.8 GB of memory in that join).
+    for r in ctx.rows(_SQL, ctx.window(), build_right=True):
         out.append(make(
             DETECTION, (r["credential_id"] or "-", r["src_workload"]), [r["src_workload"], r["person"]], r["times"],
             [r["issue_id"], *(r["decisions"] or []), *r["ids"]], r["ids"][0],
