@@ -1,4 +1,4 @@
-"""The lake: Delta tables of zstd Parquet, the source of truth for ingest progress.
+"""The lake: Delta tables of Parquet (zstd; a compacted day LZ4_RAW for its analytic columns), the source of truth for ingest progress.
 
 Layout under the lake directory:
   events/       canonical events, partitioned by ``day``; each ingested file sorted by actor then time,
@@ -19,8 +19,10 @@ Kafka offsets are committed only after both lake commits.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +39,7 @@ from deltalake import (
     write_deltalake,
 )
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
+from deltalake.transaction import AddAction, RemoveAction
 
 from ingest import faults
 from ingest.errors import DecisionPathError
@@ -52,11 +55,24 @@ ROW_GROUP_ROWS = 16_384  # small row groups: a per-identity query skips most of 
 COMPACT_ORDER = "activity, actor_id, time"
 # zstd level 1: measured faster than level 3 and no larger on our rows (benchmarks/RESULTS.md);
 # the evidence columns are unique per row, so dictionaries and min/max statistics only cost.
+EVIDENCE_COLUMNS = ("raw", "attributes")
 _EVIDENCE = ColumnProperties(dictionary_enabled=False, statistics_enabled="NONE")
 _WRITER = WriterProperties(
     compression="ZSTD", compression_level=1, max_row_group_size=ROW_GROUP_ROWS,
-    column_properties={"raw": _EVIDENCE, "attributes": _EVIDENCE},
+    column_properties=dict.fromkeys(EVIDENCE_COLUMNS, _EVIDENCE),
 )
+# Compacted days are written by pyarrow, which sets a codec per column (delta-rs sets one per file): zstd level 1
+# for the evidence and provenance (`raw`, `attributes`, `origin`: read per finding, never scanned; `raw` is half the
+# bytes), LZ4_RAW for the rest, the columns the analytics scan: every detection scan decompresses the columns it
+# reads, and LZ4 decodes faster. The lake is ~30 % larger than all-zstd (benchmarks/RESULTS.md, stop 19).
+_ZSTD_COLUMNS = ("raw", "attributes", "origin")
+COMPACT_CODECS: dict[str, str] = {f.name: "ZSTD" if f.name in _ZSTD_COLUMNS else "LZ4_RAW"
+                                  for f in SCHEMA if f.name != "day"}
+
+
+def _leaf(field: pa.Field) -> str:
+    """The Parquet column path pyarrow keys per-column writer options by (a list's values are a leaf of their own)."""
+    return f"{field.name}.list.element" if pa.types.is_list(field.type) else field.name
 
 
 def first_rows(ids: pa.Array | pa.ChunkedArray) -> pa.Array:
@@ -241,7 +257,8 @@ class Lake:
 
     # -- maintenance ---------------------------------------------------------------------
     def compact(self, days: Sequence[str] | None = None) -> dict[str, int]:
-        """Rewrite each day of ``events`` as few files sorted by ``COMPACT_ORDER`` (one atomic commit per day).
+        """Rewrite each day of ``events`` as one file sorted by ``COMPACT_ORDER``, its columns compressed by
+        ``COMPACT_CODECS`` (one atomic commit per day: the day's files are replaced by the new one).
 
         Readers keep seeing every row exactly once: the replacement is a single Delta commit.
         """
@@ -255,26 +272,88 @@ class Lake:
             for day in all_days:
                 if not _DAY.match(day):
                     raise DecisionPathError(f"unexpected partition value {day!r} in {self.events_path}")
-                files = self.files("events", [day])
-                if len(files) <= 1:
+                # The day's files are read, and removed by name, on one snapshot: a file another writer adds
+                # meanwhile stays as it is, and one another compaction removed meanwhile makes the commit fail.
+                table = self._table(self.events_path)
+                assert table is not None
+                files = list(table.file_uris(file_pruning_predicate=[("day", "in", [day])]))
+                if len(files) <= 1 and all(_compacted(f) for f in files):
                     continue
                 # Partition columns are not stored in Delta's Parquet files: select the stored columns.
                 cols = ", ".join(f'"{n}"' for n in SCHEMA.names if n != "day")
                 tbl = con.sql(
-                    f"SELECT {cols}, $day AS day FROM read_parquet($files) ORDER BY {COMPACT_ORDER}",  # noqa: S608
-                    params={"files": files, "day": day},
+                    f"SELECT {cols} FROM read_parquet($files) ORDER BY {COMPACT_ORDER}",  # noqa: S608
+                    params={"files": files},
                 ).to_arrow_table()
                 assert tbl is not None
-                tbl = tbl.select(SCHEMA.names).cast(SCHEMA)
-                write_deltalake(
-                    str(self.events_path), tbl, mode="overwrite", partition_by=["day"],
-                    predicate=f"day = '{day}'", writer_properties=_WRITER,
-                    commit_properties=CommitProperties(custom_metadata={"decisionpath.operation": "compact"}),
-                )
+                self._replace_day(table, day, files, tbl.cast(pa.schema([f for f in SCHEMA if f.name != "day"])))
         finally:
             con.close()
         after = len(DeltaTable(str(self.events_path)).file_uris())
         return {"days": len(all_days), "files_before": before, "files_after": after}
+
+    def _replace_day(self, table: DeltaTable, day: str, files: list[str], rows: pa.Table) -> None:
+        """One commit on ``table``'s snapshot: ``files`` (the day's, as read) removed, one new file holding ``rows``
+        (written here, ``COMPACT_CODECS``) added."""
+        import pyarrow.parquet as pq
+
+        name = f"day={day}/part-00000-{uuid.uuid4()}-c000{COMPACTED_SUFFIX}"
+        path = self.events_path / name
+        leaf = {f.name: _leaf(f) for f in rows.schema}
+        analytic = [leaf[n] for n in rows.column_names if n not in EVIDENCE_COLUMNS]
+        pq.write_table(rows, path, compression={leaf[n]: COMPACT_CODECS[n] for n in rows.column_names},
+                       compression_level={leaf[n]: 1 for n in rows.column_names if COMPACT_CODECS[n] == "ZSTD"},
+                       row_group_size=ROW_GROUP_ROWS, use_dictionary=analytic, write_statistics=analytic)
+        try:
+            now = int(time.time() * 1000)
+            root = self.events_path.resolve()
+            actions: list[AddAction | RemoveAction] = [
+                RemoveAction(path=Path(f).resolve().relative_to(root).as_posix(), data_change=True,
+                             deletion_timestamp=now, partition_values={"day": day}) for f in files]
+            actions.append(AddAction(path=name, size=path.stat().st_size, partition_values={"day": day},
+                                     modification_time=now, data_change=True, stats=file_stats(rows)))
+            table.create_write_transaction(
+                actions, mode="append", schema=table.schema(), partition_by=["day"],
+                commit_properties=CommitProperties(custom_metadata={"decisionpath.operation": "compact"}))
+        except CommitFailedError as e:
+            path.unlink(missing_ok=True)  # not committed: no reader can see it
+            raise DecisionPathError(f"another process replaced files of day {day} in {self.events_path} while it was "
+                                    f"being compacted ({e}); nothing was lost: run compact again") from e
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+
+COMPACTED_SUFFIX = ".compacted.parquet"  # the name of a file `compact` wrote (a day already in one such file is skipped)
+
+
+def _compacted(uri: str) -> bool:
+    return uri.endswith(COMPACTED_SUFFIX)
+
+
+def _stat_value(v: Any) -> Any:
+    if isinstance(v, dt.datetime):
+        # as delta-rs writes them: UTC, truncated to the millisecond
+        return v.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{v.microsecond // 1000:03d}Z"
+    return v
+
+
+def file_stats(rows: pa.Table) -> str:
+    """A data file's Delta statistics: record count, and min, max and null count of every top-level column of a
+    plain type except the evidence (as delta-rs records them; ``analytics.lakefiles`` reads those of ``time``)."""
+    import pyarrow.compute as pc
+
+    lo: dict[str, Any] = {}
+    hi: dict[str, Any] = {}
+    nulls: dict[str, int] = {}
+    for f in rows.schema:
+        if f.name in EVIDENCE_COLUMNS or pa.types.is_nested(f.type):
+            continue
+        col = rows.column(f.name)
+        nulls[f.name] = col.null_count
+        if col.null_count < len(col):
+            mm = pc.min_max(col).as_py()
+            lo[f.name], hi[f.name] = _stat_value(mm["min"]), _stat_value(mm["max"])
+    return json.dumps({"numRecords": rows.num_rows, "minValues": lo, "maxValues": hi, "nullCount": nulls})
 
 
 def utcnow() -> dt.datetime:

@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from ingest.collect_files import ingest_files, records
-from ingest.lake import Lake
+from ingest.lake import COMPACTED_SUFFIX, Lake
 from tests.conftest import cli, lake_counts
 
 
@@ -179,3 +179,62 @@ def test_a_file_name_that_is_not_utf8_is_ingested_with_an_escaped_origin(tmp_pat
     origins = [r[0] for r in duckdb.connect().execute("SELECT origin FROM read_parquet($f) ORDER BY origin",
                                                       {"f": Lake(lake).files("events")}).fetchall()]
     assert len(origins) == 100 and all(o.startswith(f"file:{data}/mcp-\\xff.jsonl:") for o in origins)
+
+
+def _day_rows(lake_dir, n0: int, n: int, app: str) -> None:
+    from tests.analytics_factory import append_events, ev
+
+    append_events(lake_dir, [ev(f"e{i}", 60.0 * i, "tool.invoked" if i % 2 else "decision", f"agent/a{i % 3}")
+                             for i in range(n0, n0 + n)], app_id=app)
+
+
+def _count(lake: Lake) -> tuple[int, int]:
+    import duckdb
+
+    return duckdb.execute("SELECT count(*), count(DISTINCT event_id) FROM read_parquet($f)",
+                          {"f": lake.files()}).fetchone()
+
+
+def test_compact_keeps_a_file_another_writer_adds_meanwhile(tmp_path, monkeypatch):
+    """Compaction removes the files it read, by name: a chunk committed to the same day while the day is being
+    rewritten stays, and every row is there once."""
+    lake_dir = tmp_path / "lake"
+    _day_rows(lake_dir, 0, 20, "a")
+    _day_rows(lake_dir, 20, 20, "b")
+    lake = Lake(lake_dir)
+    real = Lake._replace_day
+
+    def meanwhile(self, *a, **kw):
+        _day_rows(lake_dir, 40, 5, "c")  # another collector commits to the same day
+        return real(self, *a, **kw)
+
+    monkeypatch.setattr(Lake, "_replace_day", meanwhile)
+    lake.compact()
+    assert _count(lake) == (45, 45)
+    names = [f.rsplit("/", 1)[1] for f in lake.files()]
+    assert len(names) == 2 and sum(n.endswith(COMPACTED_SUFFIX) for n in names) == 1
+
+
+def test_compact_fails_when_another_compaction_replaced_the_day_first(tmp_path, monkeypatch):
+    """Two compactions of one day: the second to commit fails on the files the first removed, so no row is
+    written twice; the day stays readable, each row once."""
+    from ingest.errors import DecisionPathError
+
+    lake_dir = tmp_path / "lake"
+    _day_rows(lake_dir, 0, 20, "a")
+    _day_rows(lake_dir, 20, 20, "b")
+    lake = Lake(lake_dir)
+    real = Lake._replace_day
+
+    def raced(self, *a, **kw):
+        monkeypatch.setattr(Lake, "_replace_day", real)
+        Lake(lake_dir).compact()  # the other compaction wins
+        return real(self, *a, **kw)
+
+    monkeypatch.setattr(Lake, "_replace_day", raced)
+    with pytest.raises(DecisionPathError, match="run compact again"):
+        lake.compact()
+    assert _count(Lake(lake_dir)) == (40, 40)
+    assert len(Lake(lake_dir).files()) == 1
+    assert not [p for p in (lake_dir / "events").rglob(f"*{COMPACTED_SUFFIX}")
+                if p.name not in {f.rsplit("/", 1)[1] for f in Lake(lake_dir).files()}]  # the loser's file is gone
