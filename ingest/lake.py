@@ -303,7 +303,8 @@ class Lake:
         analytic = [leaf[n] for n in rows.column_names if n not in EVIDENCE_COLUMNS]
         pq.write_table(rows, path, compression={leaf[n]: COMPACT_CODECS[n] for n in rows.column_names},
                        compression_level={leaf[n]: 1 for n in rows.column_names if COMPACT_CODECS[n] == "ZSTD"},
-                       row_group_size=ROW_GROUP_ROWS, use_dictionary=analytic, write_statistics=analytic)
+                       row_group_size=ROW_GROUP_ROWS, use_dictionary=analytic, write_statistics=analytic,
+                       write_page_index=True)  # as delta-rs writes: DuckDB skips pages within a row group on it
         try:
             now = int(time.time() * 1000)
             root = self.events_path.resolve()
