@@ -94,8 +94,12 @@ def test_tr1_origin_threshold_is_count_distinct(tmp_path: Path, n: int) -> None:
     con = connect(write_lake(tmp_path, events))
     found = {f.key[0]: f for f in detect_findings(con, ["DP-TR-1"], {"min_origins": n})}
     assert set(found) == {c for c, k in origins.items() if k >= n}
+    known = {"c1": ["wl/a"], "c2": ["10.0.0.9", "wl/a"], "c3": ["198.51.100.7", "wl/a", "wl/b"]}
     for cid, f in found.items():
         assert set(f.event_ids) >= {e["event_id"] for e in events if e["credential_id"] == cid}
+        # a use with neither workload nor address is evidence, not an origin ("None" was listed as one)
+        assert dict(f.facts)["origins"].split(",") == known[cid] and "None" not in f.explanation
+        assert f"from {len(known[cid])} origins" in f.explanation
 
 
 def test_tr2_own_issuance_aggregate_matches_the_issuance_view(tmp_path: Path) -> None:

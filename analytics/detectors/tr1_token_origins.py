@@ -50,7 +50,7 @@ def _lists(cond: str) -> str:
     """The evidence of a hit's uses (or sign-ins): the rows passing ``cond``."""
     return f"""list(event_id ORDER BY time, event_id) FILTER (WHERE {cond}) AS ids,
        list(time ORDER BY time, event_id) FILTER (WHERE {cond}) AS times,
-       list(DISTINCT {_ORIGIN}) FILTER (WHERE {cond}) AS origins,
+       list(DISTINCT {_ORIGIN}) FILTER (WHERE {cond} AND {_ORIGIN} IS NOT NULL) AS origins,
        list(DISTINCT src_workload) FILTER (WHERE {cond} AND src_workload IS NOT NULL) AS workloads,
        list(DISTINCT src_ip) FILTER (WHERE {cond} AND src_ip IS NOT NULL) AS ips,
        list(DISTINCT user_agent) FILTER (WHERE {cond} AND user_agent IS NOT NULL) AS uas,
