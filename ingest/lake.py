@@ -70,6 +70,10 @@ COMPACT_CODECS: dict[str, str] = {f.name: "ZSTD" if f.name in _ZSTD_COLUMNS else
                                   for f in SCHEMA if f.name != "day"}
 
 
+# What `compact` writes, in words: a lake compacted under another layout is compacted again by benchmarks/suite.py.
+COMPACT_LAYOUT = f"order {COMPACT_ORDER}; zstd {', '.join(_ZSTD_COLUMNS)}, LZ4_RAW the rest; pyarrow"
+
+
 def _leaf(field: pa.Field) -> str:
     """The Parquet column path pyarrow keys per-column writer options by (a list's values are a leaf of their own)."""
     return f"{field.name}.list.element" if pa.types.is_list(field.type) else field.name
