@@ -260,63 +260,86 @@ class Lake:
         raise DecisionPathError(f"could not commit to {path} after 8 attempts; is another process compacting it?")
 
     # -- maintenance ---------------------------------------------------------------------
-    def compact(self, days: Sequence[str] | None = None) -> dict[str, int]:
+    def compact(self, days: Sequence[str] | None = None, memory_limit: str = "1GB") -> dict[str, int]:
         """Rewrite each day of ``events`` as one file sorted by ``COMPACT_ORDER``, its columns compressed by
         ``COMPACT_CODECS`` (one atomic commit per day: the day's files are replaced by the new one).
 
-        Readers keep seeing every row exactly once: the replacement is a single Delta commit.
+        Readers keep seeing every row exactly once: the replacement is a single Delta commit. A day is streamed:
+        DuckDB sorts it within ``memory_limit`` (spilling to a temporary directory beyond it) and the file is
+        written one row group at a time, so a day larger than memory compacts too.
         """
+        import tempfile
+
         t = self.events_table()
         if t is None:
             return {"days": 0, "files_before": 0, "files_after": 0}
         all_days = sorted({p["day"] for p in t.partitions()}) if days is None else list(days)
         before = len(t.file_uris())
-        con = duckdb.connect()
-        try:
-            for day in all_days:
-                if not _DAY.match(day):
-                    raise DecisionPathError(f"unexpected partition value {day!r} in {self.events_path}")
-                # The day's files are read, and removed by name, on one snapshot: a file another writer adds
-                # meanwhile stays as it is, and one another compaction removed meanwhile makes the commit fail.
-                table = self._table(self.events_path)
-                assert table is not None
-                files = list(table.file_uris(file_pruning_predicate=[("day", "in", [day])]))
-                if len(files) <= 1 and all(_compacted(f) for f in files):
-                    continue
-                # Partition columns are not stored in Delta's Parquet files: select the stored columns.
-                cols = ", ".join(f'"{n}"' for n in SCHEMA.names if n != "day")
-                tbl = con.sql(
-                    f"SELECT {cols} FROM read_parquet($files) ORDER BY {COMPACT_ORDER}",  # noqa: S608
-                    params={"files": files},
-                ).to_arrow_table()
-                assert tbl is not None
-                self._replace_day(table, day, files, tbl.cast(pa.schema([f for f in SCHEMA if f.name != "day"])))
-        finally:
-            con.close()
+        with tempfile.TemporaryDirectory(prefix="decisionpath-compact-") as spill:
+            con = duckdb.connect(config={"memory_limit": memory_limit, "temp_directory": spill})
+            try:
+                for day in all_days:
+                    if not _DAY.match(day):
+                        raise DecisionPathError(f"unexpected partition value {day!r} in {self.events_path}")
+                    # The day's files are read, and removed by name, on one snapshot: a file another writer adds
+                    # meanwhile stays as it is, and one another compaction removed meanwhile makes the commit fail.
+                    table = self._table(self.events_path)
+                    assert table is not None
+                    files = list(table.file_uris(file_pruning_predicate=[("day", "in", [day])]))
+                    if len(files) <= 1 and all(_compacted(f) for f in files):
+                        continue
+                    # Partition columns are not stored in Delta's Parquet files: select the stored columns.
+                    cols = ", ".join(f'"{n}"' for n in SCHEMA.names if n != "day")
+                    rel = con.sql(
+                        f"SELECT {cols} FROM read_parquet($files) ORDER BY {COMPACT_ORDER}",  # noqa: S608
+                        params={"files": files},
+                    )
+                    # duckdb 2 names it to_arrow_reader; 1.4 has fetch_record_batch only
+                    reader = getattr(rel, "to_arrow_reader", None) or rel.fetch_record_batch
+                    self._replace_day(table, day, files, reader(ROW_GROUP_ROWS))
+            finally:
+                con.close()
         after = len(DeltaTable(str(self.events_path)).file_uris())
         return {"days": len(all_days), "files_before": before, "files_after": after}
 
-    def _replace_day(self, table: DeltaTable, day: str, files: list[str], rows: pa.Table) -> None:
+    def _replace_day(self, table: DeltaTable, day: str, files: list[str], rows: pa.RecordBatchReader) -> None:
         """One commit on ``table``'s snapshot: ``files`` (the day's, as read) removed, one new file holding ``rows``
-        (written here, ``COMPACT_CODECS``) added."""
+        (written here, ``COMPACT_CODECS``, a row group at a time) added."""
         import pyarrow.parquet as pq
 
+        schema = pa.schema([f for f in SCHEMA if f.name != "day"])
         name = f"day={day}/part-00000-{uuid.uuid4()}-c000{COMPACTED_SUFFIX}"
         path = self.events_path / name
-        leaf = {f.name: _leaf(f) for f in rows.schema}
-        analytic = [leaf[n] for n in rows.column_names if n not in EVIDENCE_COLUMNS]
-        pq.write_table(rows, path, compression={leaf[n]: COMPACT_CODECS[n] for n in rows.column_names},
-                       compression_level={leaf[n]: 1 for n in rows.column_names if COMPACT_CODECS[n] == "ZSTD"},
-                       row_group_size=ROW_GROUP_ROWS, use_dictionary=analytic, write_statistics=analytic,
-                       write_page_index=True)  # as delta-rs writes: DuckDB skips pages within a row group on it
+        leaf = {f.name: _leaf(f) for f in schema}
+        analytic = [leaf[n] for n in schema.names if n not in EVIDENCE_COLUMNS]
+        stats = FileStats(schema)
         try:
+            with pq.ParquetWriter(
+                    path, schema, compression={leaf[n]: COMPACT_CODECS[n] for n in schema.names},
+                    compression_level={leaf[n]: 1 for n in schema.names if COMPACT_CODECS[n] == "ZSTD"},
+                    use_dictionary=analytic, write_statistics=analytic,
+                    write_page_index=True) as writer:  # as delta-rs writes: DuckDB skips pages on it
+                pending: list[pa.Table] = []
+                held = 0
+                for batch in rows:
+                    part = pa.Table.from_batches([batch]).cast(schema)
+                    stats.add(part)
+                    pending.append(part)
+                    held += part.num_rows
+                    if held >= ROW_GROUP_ROWS:
+                        whole = pa.concat_tables(pending)
+                        cut = held - held % ROW_GROUP_ROWS
+                        writer.write_table(whole.slice(0, cut), row_group_size=ROW_GROUP_ROWS)
+                        pending, held = [whole.slice(cut)], held - cut
+                if held:
+                    writer.write_table(pa.concat_tables(pending), row_group_size=ROW_GROUP_ROWS)
             now = int(time.time() * 1000)
             root = self.events_path.resolve()
             actions: list[AddAction | RemoveAction] = [
                 RemoveAction(path=Path(f).resolve().relative_to(root).as_posix(), data_change=True,
                              deletion_timestamp=now, partition_values={"day": day}) for f in files]
             actions.append(AddAction(path=name, size=path.stat().st_size, partition_values={"day": day},
-                                     modification_time=now, data_change=True, stats=file_stats(rows)))
+                                     modification_time=now, data_change=True, stats=stats.json()))
             table.create_write_transaction(
                 actions, mode="append", schema=table.schema(), partition_by=["day"],
                 commit_properties=CommitProperties(custom_metadata={"decisionpath.operation": "compact"}))
@@ -342,23 +365,35 @@ def _stat_value(v: Any) -> Any:
     return v
 
 
-def file_stats(rows: pa.Table) -> str:
-    """A data file's Delta statistics: record count, and min, max and null count of every top-level column of a
-    plain type except the evidence (as delta-rs records them; ``analytics.lakefiles`` reads those of ``time``)."""
-    import pyarrow.compute as pc
+class FileStats:
+    """A data file's Delta statistics, accumulated over its rows in parts: record count, and min, max and null count
+    of every top-level column of a plain type except the evidence (as delta-rs records them;
+    ``analytics.lakefiles`` reads those of ``time``)."""
 
-    lo: dict[str, Any] = {}
-    hi: dict[str, Any] = {}
-    nulls: dict[str, int] = {}
-    for f in rows.schema:
-        if f.name in EVIDENCE_COLUMNS or pa.types.is_nested(f.type):
-            continue
-        col = rows.column(f.name)
-        nulls[f.name] = col.null_count
-        if col.null_count < len(col):
-            mm = pc.min_max(col).as_py()
-            lo[f.name], hi[f.name] = _stat_value(mm["min"]), _stat_value(mm["max"])
-    return json.dumps({"numRecords": rows.num_rows, "minValues": lo, "maxValues": hi, "nullCount": nulls})
+    def __init__(self, schema: pa.Schema) -> None:
+        self.names = [f.name for f in schema if f.name not in EVIDENCE_COLUMNS and not pa.types.is_nested(f.type)]
+        self.rows = 0
+        self.lo: dict[str, Any] = {}
+        self.hi: dict[str, Any] = {}
+        self.nulls = dict.fromkeys(self.names, 0)
+
+    def add(self, part: pa.Table) -> None:
+        import pyarrow.compute as pc
+
+        self.rows += part.num_rows
+        for n in self.names:
+            col = part.column(n)
+            self.nulls[n] += col.null_count
+            if col.null_count < len(col):
+                mm = pc.min_max(col).as_py()
+                if n not in self.lo or mm["min"] < self.lo[n]:
+                    self.lo[n] = mm["min"]
+                if n not in self.hi or mm["max"] > self.hi[n]:
+                    self.hi[n] = mm["max"]
+
+    def json(self) -> str:
+        return json.dumps({"numRecords": self.rows, "minValues": {k: _stat_value(v) for k, v in self.lo.items()},
+                           "maxValues": {k: _stat_value(v) for k, v in self.hi.items()}, "nullCount": self.nulls})
 
 
 def utcnow() -> dt.datetime:
