@@ -51,7 +51,7 @@ ROW_GROUP_ROWS = 16_384  # small row groups: a per-identity query skips most of 
 # activities each, so a scan for some activities (decisions, tool calls, issuance: nearly every detection's scan)
 # skips the others' row groups on their min/max statistics; actor then time within each activity keeps a
 # per-identity query to about one row group per activity it appears in (docs/analytics.md "Row-group pruning").
-# On 10M events the whole detection catalog took 18.2 s instead of 23.5 s (benchmarks/RESULTS.md, stop 19).
+# On 10M events the whole detection catalog took 18.0-18.7 s instead of 23.1-23.9 s (zstd both; RESULTS.md, stop 19).
 COMPACT_ORDER = "activity, actor_id, time"
 # zstd level 1: measured faster than level 3 and no larger on our rows (benchmarks/RESULTS.md);
 # the evidence columns are unique per row, so dictionaries and min/max statistics only cost.
@@ -68,8 +68,6 @@ _WRITER = WriterProperties(
 _ZSTD_COLUMNS = ("raw", "attributes", "origin")
 COMPACT_CODECS: dict[str, str] = {f.name: "ZSTD" if f.name in _ZSTD_COLUMNS else "LZ4_RAW"
                                   for f in SCHEMA if f.name != "day"}
-
-
 # What `compact` writes, in words: a lake compacted under another layout is compacted again by benchmarks/suite.py.
 COMPACT_LAYOUT = f"order {COMPACT_ORDER}; zstd {', '.join(_ZSTD_COLUMNS)}, LZ4_RAW the rest; pyarrow"
 
@@ -266,7 +264,8 @@ class Lake:
 
         Readers keep seeing every row exactly once: the replacement is a single Delta commit. A day is streamed:
         DuckDB sorts it within ``memory_limit`` (spilling to a temporary directory beyond it) and the file is
-        written one row group at a time, so a day larger than memory compacts too.
+        written one row group at a time, so a day larger than memory compacts too. A day already in one file that
+        ``compact`` wrote is left as it is.
         """
         import tempfile
 
@@ -335,6 +334,9 @@ class Lake:
                     writer.write_table(pa.concat_tables(pending), row_group_size=ROW_GROUP_ROWS)
             now = int(time.time() * 1000)
             root = self.events_path.resolve()
+            # data_change=True, though the rows are only rearranged: with False, delta-rs 1.6 does not check the
+            # removes against a concurrent commit that removed the same files, and two compactions of one day would
+            # both commit, every row twice (test_compact_fails_when_another_compaction_replaced_the_day_first).
             actions: list[AddAction | RemoveAction] = [
                 RemoveAction(path=Path(f).resolve().relative_to(root).as_posix(), data_change=True,
                              deletion_timestamp=now, partition_values={"day": day}) for f in files]
@@ -350,6 +352,7 @@ class Lake:
         except BaseException:
             path.unlink(missing_ok=True)
             raise
+
 
 COMPACTED_SUFFIX = ".compacted.parquet"  # the name of a file `compact` wrote (a day already in one such file is skipped)
 
