@@ -274,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--format", default="auto", help="auto (sniff each record) or a format name")
     f.add_argument("--chunk-records", type=int, default=50_000)
     f.add_argument("--workers", type=int, default=0, help="parsing processes (default: one per core)")
-    f.add_argument("--compact", action="store_true", help="rewrite touched days sorted after ingest")
+    f.add_argument("--compact", action="store_true", help="then compact the lake (as `decisionpath compact`)")
     f.set_defaults(func=cmd_ingest_file)
     k = common(isub.add_parser("kafka", help="consume topics as a member of a consumer group"))
     k.add_argument("--bootstrap", required=True, help="HOST:PORT[,HOST:PORT...]")
@@ -303,7 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--json", action="store_true")
     pr.set_defaults(func=cmd_produce)
 
-    c = common(sub.add_parser("compact", help="rewrite each day of events sorted by identity then time"))
+    c = common(sub.add_parser("compact", help="rewrite each day of events as one file sorted by activity, identity, time (scanned columns LZ4)"))
     c.add_argument("--no-marts", action="store_true",
                    help="skip preparing the new snapshot's caches: credential marts, id index, overview and path "
                         "tables (then the next query builds what it needs)")
