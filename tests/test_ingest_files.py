@@ -188,6 +188,14 @@ def _day_rows(lake_dir, n0: int, n: int, app: str) -> None:
                              for i in range(n0, n0 + n)], app_id=app)
 
 
+def _two_chunks_of_one_day(tmp_path):
+    """A lake whose one day is two ingested files of 20 events each."""
+    lake_dir = tmp_path / "lake"
+    _day_rows(lake_dir, 0, 20, "a")
+    _day_rows(lake_dir, 20, 20, "b")
+    return lake_dir
+
+
 def _count(lake: Lake) -> tuple[int, int]:
     import duckdb
 
@@ -198,11 +206,8 @@ def _count(lake: Lake) -> tuple[int, int]:
 def test_compact_keeps_a_file_another_writer_adds_meanwhile(tmp_path, monkeypatch):
     """Compaction removes the files it read, by name: a chunk committed to the same day while the day is being
     rewritten stays, and every row is there once."""
-    lake_dir = tmp_path / "lake"
-    _day_rows(lake_dir, 0, 20, "a")
-    _day_rows(lake_dir, 20, 20, "b")
-    lake = Lake(lake_dir)
-    real = Lake._replace_day
+    lake_dir = _two_chunks_of_one_day(tmp_path)
+    lake, real = Lake(lake_dir), Lake._replace_day
 
     def meanwhile(self, *a, **kw):
         _day_rows(lake_dir, 40, 5, "c")  # another collector commits to the same day
@@ -220,11 +225,8 @@ def test_compact_fails_when_another_compaction_replaced_the_day_first(tmp_path, 
     written twice; the day stays readable, each row once."""
     from ingest.errors import DecisionPathError
 
-    lake_dir = tmp_path / "lake"
-    _day_rows(lake_dir, 0, 20, "a")
-    _day_rows(lake_dir, 20, 20, "b")
-    lake = Lake(lake_dir)
-    real = Lake._replace_day
+    lake_dir = _two_chunks_of_one_day(tmp_path)
+    lake, real = Lake(lake_dir), Lake._replace_day
 
     def raced(self, *a, **kw):
         monkeypatch.setattr(Lake, "_replace_day", real)
