@@ -218,6 +218,10 @@ def test_compact_keeps_a_file_another_writer_adds_meanwhile(tmp_path, monkeypatc
     assert _count(lake) == (45, 45)
     names = [f.rsplit("/", 1)[1] for f in lake.files()]
     assert len(names) == 2 and sum(n.endswith(COMPACTED_SUFFIX) for n in names) == 1
+    # one file from each writer (pyarrow, delta-rs): the analytics views read both
+    from analytics.lake import connect
+
+    assert connect(lake_dir).execute("SELECT count(*), count(DISTINCT event_id) FROM events").fetchone() == (45, 45)
 
 
 def test_compact_fails_when_another_compaction_replaced_the_day_first(tmp_path, monkeypatch):
