@@ -137,30 +137,9 @@ def baseline_detect(a: dict[str, Any]) -> dict[str, Any]:
 def compact(a: dict[str, Any]) -> dict[str, Any]:
     from ingest.lake import Lake
 
-    shim = None
     t0 = time.perf_counter()
-    try:
-        r = Lake(a["lake"]).compact()
-    except ValueError as e:
-        if "'operation'" not in str(e):
-            raise
-        # deltalake >= 1.0 reserves the commit-metadata key "operation" that Lake.compact() sets;
-        # measure the same rewrite with that key renamed (reported as a product bug in the results).
-        import ingest.lake as lk
-
-        real = lk.CommitProperties
-
-        def props(**kw: Any) -> Any:
-            md = dict(kw.pop("custom_metadata", None) or {})
-            if "operation" in md:
-                md["decisionpath.operation"] = md.pop("operation")
-            return real(custom_metadata=md, **kw)
-
-        lk.CommitProperties = props  # type: ignore[assignment,misc]
-        shim = f"Lake.compact() failed ({e}); measured with the reserved key renamed"
-        t0 = time.perf_counter()
-        r = Lake(a["lake"]).compact()
-    return {"seconds": time.perf_counter() - t0, "shim": shim, **r}
+    r = Lake(a["lake"]).compact()
+    return {"seconds": time.perf_counter() - t0, **r}
 
 
 @task
