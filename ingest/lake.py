@@ -298,7 +298,8 @@ class Lake:
                     self._replace_day(table, day, files, reader(ROW_GROUP_ROWS))
             finally:
                 con.close()
-        after = len(DeltaTable(str(self.events_path)).file_uris())
+        table = self._table(self.events_path)  # the snapshot this process compacted, updated in place
+        after = len(table.file_uris()) if table is not None else 0
         return {"days": len(all_days), "files_before": before, "files_after": after}
 
     def _replace_day(self, table: DeltaTable, day: str, files: list[str], rows: pa.RecordBatchReader) -> None:

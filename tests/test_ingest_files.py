@@ -247,9 +247,10 @@ def test_compact_fails_when_another_compaction_replaced_the_day_first(tmp_path, 
 
 
 def test_compact_streams_a_day_into_row_groups_with_exact_statistics(tmp_path):
-    """A day larger than a row group is written a row group at a time (DuckDB sorting within a small memory
-    limit), in compaction order across row groups, and the Delta statistics of the new file are those of its rows
-    (min/max of `time` truncated to the millisecond, as delta-rs records them)."""
+    """A day larger than a row group, read in batches and written in row groups of ROW_GROUP_ROWS, keeps
+    compaction order across row groups, and the Delta statistics accumulated over the batches are those of all its
+    rows (min/max of `time` truncated to the millisecond, as delta-rs records them). That memory stays bounded on a
+    day larger than memory is not shown here: this day fits in the 64 MB limit."""
     import datetime as dt
 
     import duckdb
