@@ -310,3 +310,36 @@ def test_build_right_holds_for_its_query_only(before: str) -> None:
     with pytest.raises(duckdb.Error):
         ctx.rows("SELECT * FROM no_such_table", build_right=True)
     assert ctx.rows(probe)[0]["v"] == before
+
+
+def test_int_credential_issued_is_each_credentials_first_successful_issuance(tmp_path: Path) -> None:
+    """The intermediate ranks only the credentials with several issuance records (the view's fast path): whatever
+    the mix of single and repeated records, failures and ties on time, each credential's row is its first successful
+    issuance by (time, event_id), through the whole view and through ``int_credential_issued_for``."""
+    import random
+
+    from analytics.detectors.base import ev
+
+    rnd = random.Random(20261130)
+    acts = ("token.issued", "token.exchanged", "token.refreshed", "svid.minted", "role.assumed", "session.started")
+    events: list[dict[str, Any]] = []
+    for c in range(300):
+        for k in range(rnd.choice((1, 1, 1, 2, 3, 5))):  # mostly one record, as in real lakes
+            events.append({"t": float(rnd.randrange(0, 40)), "event_id": f"e{rnd.randrange(10**6):06d}-{c}-{k}",
+                           "activity": rnd.choice(acts), "category": "credential", "credential_id": f"c{c}",
+                           "actor_id": f"agent/{k}", "target_id": f"role/{c}",
+                           "outcome": rnd.choice(("success", None, "failure"))})
+    events.append(ev(1, "use", "tool.invoked", credential_id="c0", actor_id="agent/u"))  # a use issues nothing
+    want: dict[str, str] = {}
+    for e in sorted(events, key=lambda e: (e["t"], e["event_id"])):
+        if e["activity"] in acts and e.get("outcome") != "failure":
+            want.setdefault(e["credential_id"], e["event_id"])
+    ok = [e["credential_id"] for e in events if e["activity"] in acts and e.get("outcome") != "failure"]
+    assert len(want) > 200 and sum(ok.count(c) > 1 for c in want) > 30  # both branches of the view are exercised
+    con = connect(write_lake(tmp_path, events))
+    got = dict(con.execute("SELECT credential_id, issue_event_id FROM int_credential_issued").fetchall())
+    assert got == want
+    some = sorted(want)[:40]
+    got_for = dict(con.execute("SELECT credential_id, issue_event_id FROM int_credential_issued_for($ids)",
+                               {"ids": some}).fetchall())
+    assert got_for == {k: want[k] for k in some}
