@@ -343,3 +343,55 @@ def test_int_credential_issued_is_each_credentials_first_successful_issuance(tmp
     got_for = dict(con.execute("SELECT credential_id, issue_event_id FROM int_credential_issued_for($ids)",
                                {"ids": some}).fetchall())
     assert got_for == {k: want[k] for k in some}
+
+
+@pytest.mark.parametrize("rid", ["DP-TR-2", "DP-TR-3", "DP-TR-4"])
+@pytest.mark.parametrize("threshold", [None, 0.0, 600.0, -30.0])
+def test_tr2_tr3_tr4_from_the_shared_suspect_uses_match_their_own_queries(tmp_path: Path, rid: str,
+                                                                          threshold: float | None) -> None:
+    """In a catalog run DP-TR-2, DP-TR-3 and DP-TR-4 read one shared pass over the uses (`_suspect_uses`); alone,
+    each runs its own query. Both give the same findings, evidence included, over the three detections' examples
+    plus uses without an issuance record, sub-tasks, a use before its revocation and a credential both late and
+    off-task; with the default threshold, zero, a larger one, and a negative one (which runs the own query)."""
+    import dataclasses
+
+    from analytics.detect import _event_range, share_for
+    from analytics.detectors import BY_ID, _suspect_uses
+    from analytics.detectors.base import Context, ev
+
+    mods = [BY_ID[r] for r in ("DP-TR-2", "DP-TR-3", "DP-TR-4")]
+    events = [dict(e, event_id=f"{i}:{e['event_id']}", credential_id=f"{i}:{e.get('credential_id')}")
+              for i, ex in enumerate(x for m in mods for x in m.EXAMPLES) for e in ex.events]
+
+    def use(t: float, eid: str, cid: str, **kw: Any) -> dict[str, Any]:
+        return ev(t, eid, "tool.invoked", category="tool_call", credential_id=cid, actor_id="agent/u", **kw)
+
+    def iss(t: float, eid: str, cid: str, **kw: Any) -> dict[str, Any]:
+        return ev(t, eid, "token.exchanged", category="credential", credential_id=cid, actor_id="agent/i",
+                  target_id="agent/holder", **kw)
+
+    events += [use(900, "solo:use", "solo", credential_expires_at=300),  # no issuance: the use's own expiry
+               iss(0, "sub:iss", "sub", task_id="t1", credential_expires_at=5000),
+               use(10, "sub:u1", "sub", task_id="t1.2"), use(11, "sub:u2", "sub", task_id="t10"),
+               use(6000, "sub:u3", "sub", task_id="t1.3"),  # a sub-task, but late: among the suspect uses
+               iss(0, "both:iss", "both", task_id="t7", credential_expires_at=100),
+               ev(200, "both:rev", "token.revoked", category="credential", credential_id="both", actor_id="agent/i"),
+               use(150, "both:u1", "both", task_id="t7"), use(400, "both:u2", "both", task_id="t8"),
+               use(900, "norev:u", "norev", task_id="t9")]  # revoked never, issued never
+    lake = write_lake(tmp_path, events)
+    overrides = {} if threshold is None else {"clock_skew_s": threshold, "revocation_grace_s": threshold}
+
+    alone_con = connect(lake)
+    lo, hi = _event_range(alone_con)
+    alone = [dataclasses.asdict(f) for f in BY_ID[rid].detect(Context(alone_con, lo, hi, overrides))]
+    assert alone_con not in _suspect_uses._WINDOW  # its own query
+
+    con = connect(lake)
+    share_for(con, list(REGISTRY))
+    shared = [dataclasses.asdict(f) for f in BY_ID[rid].detect(Context(con, lo, hi, overrides))]
+    assert (con in _suspect_uses._WINDOW) == (rid == "DP-TR-4" or threshold is None or threshold >= 0)  # no threshold
+    assert shared == alone
+    assert alone or (rid != "DP-TR-4" and threshold == 600.0)
+    if rid == "DP-TR-4":
+        assert {f["key"] for f in alone} >= {("sub",), ("both",)}
+        assert next(f for f in alone if f["key"] == ("sub",))["event_ids"] == ("sub:iss", "sub:u2")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from analytics.detectors import _suspect_uses
 from analytics.detectors._common import ISSUING, fmt, make
 from analytics.detectors.base import Context, Detection, Finding, Link, Threshold, benign, ev, positive
 from analytics.lake import is_shared
@@ -47,13 +48,25 @@ WHERE u.credential_id IS NOT NULL AND u.category IN ('tool_call', 'authorization
   AND u.time > coalesce(c.i.expires_at, u.credential_expires_at) + to_microseconds(CAST($skew * 1e6 AS BIGINT))
 ORDER BY u.credential_id, u.time
 """
+# In a catalog run: the late uses among the shared suspect uses (`_suspect_uses`), the same rows.
+_SHARED_SQL = """
+SELECT credential_id, event_id, time, actor_id, exp, issue_event_id, issue_target AS holder
+FROM {view}
+WHERE time BETWEEN $since AND $until AND exp IS NOT NULL
+  AND time > exp + to_microseconds(CAST($skew * 1e6 AS BIGINT))
+ORDER BY credential_id, time
+"""
 
 
 def detect(ctx: Context) -> list[Finding]:
     skew = ctx.p(DETECTION, "clock_skew_s")
     by: dict[str, list[dict[str, Any]]] = {}
-    issued = _ISSUED_SHARED if is_shared(ctx.con, "int_credential_issued") else _ISSUED_ALONE
-    for r in ctx.rows(_SQL.format(issued=issued), {**ctx.window(), "skew": skew}, build_right=True):
+    view = _suspect_uses.suspect_uses(ctx, skew)
+    if view is not None:
+        sql = _SHARED_SQL.format(view=view)
+    else:
+        sql = _SQL.format(issued=_ISSUED_SHARED if is_shared(ctx.con, "int_credential_issued") else _ISSUED_ALONE)
+    for r in ctx.rows(sql, {**ctx.window(), "skew": skew}, build_right=True):
         by.setdefault(r["credential_id"], []).append(r)
     out = []
     for cid, rs in by.items():

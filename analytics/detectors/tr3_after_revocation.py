@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from analytics.detectors import _suspect_uses
 from analytics.detectors._common import fmt, make
 from analytics.detectors.base import Context, Detection, Finding, Link, Threshold, benign, ev, positive
 
@@ -34,12 +35,22 @@ SELECT l.credential_id, l.event_id, l.time, l.actor_id, l.revoked_at, l.revoke_e
 FROM late l JOIN int_credential_issued c USING (credential_id)
 ORDER BY l.credential_id, l.time, l.event_id
 """
+# In a catalog run: the late uses among the shared suspect uses (`_suspect_uses`), the same rows.
+_SHARED_SQL = """
+SELECT credential_id, event_id, time, actor_id, revoked_at, revoke_event_id, issue_event_id, issue_target AS holder
+FROM {view}
+WHERE issued AND time BETWEEN $since AND $until
+  AND time > revoked_at + to_microseconds(CAST($grace * 1e6 AS BIGINT))
+ORDER BY credential_id, time, event_id
+"""
 
 
 def detect(ctx: Context) -> list[Finding]:
     grace = ctx.p(DETECTION, "revocation_grace_s")
     by: dict[str, list[dict[str, Any]]] = {}
-    for r in ctx.rows(_SQL, {**ctx.window(), "grace": grace}, build_right=True):
+    view = _suspect_uses.suspect_uses(ctx, grace)
+    sql = _SQL if view is None else _SHARED_SQL.format(view=view)
+    for r in ctx.rows(sql, {**ctx.window(), "grace": grace}, build_right=True):
         by.setdefault(r["credential_id"], []).append(r)
     out = []
     for cid, rs in by.items():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from analytics.detectors import _suspect_uses
 from analytics.detectors._common import make
 from analytics.detectors.base import Context, Detection, Finding, Link, benign, ev, positive
 
@@ -30,11 +31,21 @@ WHERE u.category IN ('tool_call', 'authorization', 'api_activity') AND u.time BE
   AND u.task_id IS NOT NULL AND u.task_id <> c.task_id AND NOT starts_with(u.task_id, c.task_id || '.')
 ORDER BY u.credential_id, u.time, u.event_id
 """
+# In a catalog run: the off-task uses among the shared suspect uses (`_suspect_uses`), the same rows.
+_SHARED_SQL = """
+SELECT credential_id, event_id, time, actor_id, used_task, cred_task, issue_event_id, issue_target AS holder
+FROM {view}
+WHERE time BETWEEN $since AND $until AND cred_task IS NOT NULL AND used_task IS NOT NULL
+  AND used_task <> cred_task AND NOT starts_with(used_task, cred_task || '.')
+ORDER BY credential_id, time, event_id
+"""
 
 
 def detect(ctx: Context) -> list[Finding]:
     by: dict[str, list[dict[str, Any]]] = {}
-    for r in ctx.rows(_SQL, ctx.window(), build_right=True):
+    view = _suspect_uses.suspect_uses(ctx, 0)
+    sql = _SQL if view is None else _SHARED_SQL.format(view=view)
+    for r in ctx.rows(sql, ctx.window(), build_right=True):
         by.setdefault(r["credential_id"], []).append(r)
     out = []
     for cid, rs in by.items():
