@@ -395,3 +395,41 @@ def test_tr2_tr3_tr4_from_the_shared_suspect_uses_match_their_own_queries(tmp_pa
     if rid == "DP-TR-4":
         assert {f["key"] for f in alone} >= {("sub",), ("both",)}
         assert next(f for f in alone if f["key"] == ("sub",))["event_ids"] == ("sub:iss", "sub:u2")
+
+
+@pytest.mark.parametrize(("overrides", "pc2", "az2"), [
+    ({}, {("d3", "a3")}, set()),
+    ({"window_s": 1000}, {("d1", "a1"), ("d3", "a3")}, {("d1", "a2")}),
+    ({"DP-PC-2.window_s": 1000}, {("d1", "a1"), ("d3", "a3")}, set()),
+    ({"DP-AZ-2.window_s": 1000}, {("d3", "a3")}, {("d1", "a2")}),
+])
+def test_pc2_and_az2_share_their_denial_pairs(tmp_path: Path, overrides: dict[str, float],
+                                              pc2: set[tuple[str, str]], az2: set[tuple[str, str]]) -> None:
+    """DP-PC-2 and DP-AZ-2 read one set of denial/allow pairs, computed for the wider of their two windows
+    (`_denials`): each finds the same alone and in one run with the other, whichever window is overridden; a NULL
+    resource pairs for DP-PC-2 (same trace) and never for DP-AZ-2."""
+    from analytics.detectors.base import ev
+
+    def dec(t: float, eid: str, actor: str, decision: str, trace: str, span: str, resource: str | None = "db/r"
+            ) -> dict[str, Any]:
+        return ev(t, eid, "decision", category="authorization", actor_id=actor, decision=decision, tool="db.query",
+                  resource=resource, trace_id=trace, span_id=span)
+
+    def call(t: float, eid: str, actor: str, trace: str, span: str, parent: str | None = None,
+             resource: str | None = "db/r") -> dict[str, Any]:
+        return ev(t, eid, "tool.invoked", category="tool_call", actor_id=actor, tool="db.query", resource=resource,
+                  trace_id=trace, span_id=span, parent_span_id=parent, outcome="success")
+
+    events = [dec(0, "d1", "agent/a", "deny", "t1", "s1"), call(0.1, "d1c", "agent/a", "t1", "s1"),
+              call(5, "dlg", "agent/a", "t1", "s2"),
+              dec(700, "a1", "agent/b", "allow", "t1", "s3"), call(700.1, "a1c", "agent/b", "t1", "s3", "s2"),
+              dec(950, "a2", "agent/c", "allow", "t2", "s4"), call(950.1, "a2c", "agent/c", "t2", "s4"),
+              dec(2000, "d3", "agent/a", "deny", "t3", "s5", None), call(2000.1, "d3c", "agent/a", "t3", "s5", None, None),
+              dec(2010, "a3", "agent/b", "allow", "t3", "s6", None),
+              call(2010.1, "a3c", "agent/b", "t3", "s6", "s5", None)]
+    lake = write_lake(tmp_path, events)
+    both = detect_findings(connect(lake), ["DP-PC-2", "DP-AZ-2"], overrides)
+    assert {f.key for f in both if f.detection == "DP-PC-2"} == pc2
+    assert {f.key for f in both if f.detection == "DP-AZ-2"} == az2
+    for rid, want in (("DP-AZ-2", az2), ("DP-PC-2", pc2)):
+        assert {f.key for f in detect_findings(connect(lake), [rid], overrides)} == want

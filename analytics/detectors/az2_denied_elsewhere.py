@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from analytics.detectors import _denials
 from analytics.detectors._common import make
 from analytics.detectors.base import Context, Detection, Finding, Link, Threshold, benign, ev, positive
 
@@ -17,39 +18,28 @@ DETECTION = Detection(
     thresholds=(Threshold("window_s", 900, "s", "how long after the denial a success elsewhere counts"),),
 )
 
-# The denial/allow pairs first (materialized), then the tool calls of their traces only, read once for both
-# sides (each side scanned every tool call of the lake: 2.7-2.9 s for this query at 10M events against 2.2 s).
+# The pairs of a denial and a later allow, and the tool calls of their traces, are shared with DP-PC-2
+# (`_denials`); here the pairs on another trace than the denial's, within this detection's window.
 _SQL = """
-WITH d AS (
-  SELECT event_id, time, actor_id, tool, resource, trace_id, span_id FROM events
-  WHERE activity = 'decision' AND decision = 'deny' AND tool IS NOT NULL AND resource IS NOT NULL
-), pairs AS MATERIALIZED (
-  SELECT d.event_id AS deny_id, d.time AS deny_time, d.actor_id AS a_actor, d.tool, d.resource,
-         d.trace_id AS d_trace, d.span_id AS d_span,
-         a.event_id AS allow_id, a.time AS allow_time, a.actor_id AS b_actor, a.trace_id AS a_trace, a.span_id AS a_span
-  FROM events a JOIN d ON a.tool = d.tool
-          AND a.resource = d.resource AND a.actor_id <> d.actor_id AND a.time > d.time
-          AND a.time <= d.time + to_microseconds(CAST($window * 1e6 AS BIGINT))
-          AND a.trace_id IS DISTINCT FROM d.trace_id
-  WHERE a.activity = 'decision' AND a.decision = 'allow' AND a.time BETWEEN $since AND $until
-), calls AS MATERIALIZED (
-  SELECT event_id, trace_id, span_id, outcome FROM events
-  WHERE activity = 'tool.invoked' AND trace_id IN (SELECT a_trace FROM pairs UNION ALL SELECT d_trace FROM pairs)
+WITH pairs AS (
+  SELECT * FROM {pairs}
+  WHERE resource IS NOT NULL AND a_trace IS DISTINCT FROM d_trace
+    AND allow_time <= deny_time + to_microseconds(CAST($window * 1e6 AS BIGINT))
+    AND allow_time BETWEEN $since AND $until
 )
 SELECT p.deny_id, p.deny_time, p.a_actor, p.tool, p.resource, p.allow_id, p.allow_time, p.b_actor,
        m.event_id AS call_id, dm.event_id AS deny_call_id
 FROM pairs p
-JOIN calls m ON m.trace_id = p.a_trace AND m.span_id = p.a_span AND m.outcome = 'success'
-LEFT JOIN calls dm ON dm.trace_id = p.d_trace AND dm.span_id = p.d_span
+JOIN {calls} m ON m.trace_id = p.a_trace AND m.span_id = p.a_span AND m.outcome = 'success'
+LEFT JOIN {calls} dm ON dm.trace_id = p.d_trace AND dm.span_id = p.d_span
 ORDER BY p.deny_time, p.deny_id, p.allow_id, call_id, deny_call_id
 """
 
 
 def detect(ctx: Context) -> list[Finding]:
     out = []
-    # The denials (1 % of decisions) are hashed and the allows probe them: DuckDB's own choice hashed the 3.3M
-    # allows at 10M events (0.7 s of CPU in the join); every other join of the query hashes its small side anyway.
-    for r in ctx.rows(_SQL, {**ctx.window(), "window": ctx.p(DETECTION, "window_s")}, build_right=True):
+    pairs, calls = _denials.denial_pairs(ctx)
+    for r in ctx.rows(_SQL.format(pairs=pairs, calls=calls), {**ctx.window(), "window": ctx.p(DETECTION, "window_s")}):
         gap = (r["allow_time"] - r["deny_time"]).total_seconds()
         out.append(make(
             DETECTION, (r["deny_id"], r["allow_id"]), [r["a_actor"], r["b_actor"]], [r["deny_time"], r["allow_time"]],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from analytics.detectors import _denials
 from analytics.detectors._common import make
 from analytics.detectors.base import Context, Detection, Finding, Link, Threshold, benign, ev, positive
 
@@ -17,35 +18,27 @@ DETECTION = Detection(
     thresholds=(Threshold("window_s", 600, "s", "how long after the denial B's success counts"),),
 )
 
+# The pairs of a denial and a later allow, and the tool calls of their traces, are shared with DP-AZ-2
+# (`_denials`); here the pairs on the denial's own trace, within this detection's window.
 _SQL = """
-WITH d AS MATERIALIZED (
-  SELECT event_id, time, actor_id, tool, resource, trace_id FROM events
-  WHERE activity = 'decision' AND decision = 'deny' AND tool IS NOT NULL AND trace_id IS NOT NULL
-), a AS (
-  SELECT event_id, time, actor_id, tool, resource, trace_id, span_id FROM events
-  WHERE activity = 'decision' AND decision = 'allow' AND trace_id IN (SELECT trace_id FROM d)
-), m AS MATERIALIZED (
-  SELECT event_id, time, trace_id, span_id, parent_span_id, actor_id, outcome FROM events
-  WHERE activity = 'tool.invoked' AND trace_id IN (SELECT trace_id FROM d)
-)
-SELECT d.event_id AS deny_id, d.time AS deny_time, d.actor_id AS a_actor, a.event_id AS allow_id, a.time AS allow_time,
-       a.actor_id AS b_actor, d.tool, d.resource, d.trace_id, m.event_id AS call_id, m.parent_span_id,
-       (SELECT arg_min(p.event_id, p.time) FROM m p WHERE p.trace_id = d.trace_id AND p.span_id = m.parent_span_id)
+SELECT p.deny_id, p.deny_time, p.a_actor, p.allow_id, p.allow_time, p.b_actor, p.tool, p.resource,
+       p.d_trace AS trace_id, m.event_id AS call_id, m.parent_span_id,
+       (SELECT arg_min(c.event_id, c.time) FROM {calls} c WHERE c.trace_id = p.d_trace AND c.span_id = m.parent_span_id)
          AS cause_id
-FROM d JOIN a ON a.tool = d.tool AND a.resource IS NOT DISTINCT FROM d.resource AND a.trace_id = d.trace_id
-        AND a.actor_id <> d.actor_id AND a.time > d.time
-        AND a.time <= d.time + to_microseconds(CAST($window * 1e6 AS BIGINT))
-JOIN m ON m.trace_id = a.trace_id AND m.span_id = a.span_id
-WHERE EXISTS (SELECT 1 FROM m p WHERE p.trace_id = d.trace_id AND p.actor_id = d.actor_id
-                                  AND p.span_id = m.parent_span_id)
-  AND a.time BETWEEN $since AND $until
-ORDER BY d.time, d.event_id, a.event_id, m.event_id
+FROM {pairs} p JOIN {calls} m ON m.trace_id = p.a_trace AND m.span_id = p.a_span
+WHERE p.d_trace IS NOT NULL AND p.a_trace = p.d_trace
+  AND p.allow_time <= p.deny_time + to_microseconds(CAST($window * 1e6 AS BIGINT))
+  AND EXISTS (SELECT 1 FROM {calls} c WHERE c.trace_id = p.d_trace AND c.actor_id = p.a_actor
+                                        AND c.span_id = m.parent_span_id)
+  AND p.allow_time BETWEEN $since AND $until
+ORDER BY p.deny_time, p.deny_id, p.allow_id, m.event_id
 """
 
 
 def detect(ctx: Context) -> list[Finding]:
     out = []
-    for r in ctx.rows(_SQL, {**ctx.window(), "window": ctx.p(DETECTION, "window_s")}):
+    pairs, calls = _denials.denial_pairs(ctx)
+    for r in ctx.rows(_SQL.format(pairs=pairs, calls=calls), {**ctx.window(), "window": ctx.p(DETECTION, "window_s")}):
         gap = (r["allow_time"] - r["deny_time"]).total_seconds()
         out.append(make(
             DETECTION, (r["deny_id"], r["allow_id"]), [r["a_actor"], r["b_actor"]], [r["deny_time"], r["allow_time"]],
