@@ -147,7 +147,7 @@ def cmd_compact(args: argparse.Namespace) -> int:
         res["marts_seconds"] = round(time.perf_counter() - t0, 3)
         res["marts"] = str(mart_cache_dir(con))
     _emit_json(res) if args.json else print(
-        f"compacted {res['days']} days: {res['files_before']} → {res['files_after']} files"
+        f"compacted {res['rewritten']} of {res['days']} days: {res['files_before']} → {res['files_after']} files"
         + (f"; snapshot caches prepared in {res['marts_seconds']:.1f}s" if "marts_seconds" in res else ""))
     return 0
 
@@ -327,6 +327,9 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--sink", action="append", default=[], metavar="SINK")
     sc.add_argument("--lookback", default=None)
     sc.add_argument("--suppressions", default=None, metavar="FILE")
+    sc.add_argument("--compact", action="store_true",
+                    help="before each run, compact the days before the newest one (detection reads a compacted lake "
+                         "faster; a day already compacted is left as it is)")
     sc.add_argument("--max-runs", type=int, default=None, help=argparse.SUPPRESS)
     sc.set_defaults(func=cmd_schedule)
 

@@ -1,4 +1,4 @@
-"""``decisionpath schedule --every 5m``: run detect in a loop; SIGTERM/SIGINT stop it cleanly between runs.
+"""``decisionpath schedule --every 5m [--compact]``: run detect in a loop; SIGTERM/SIGINT stop it cleanly between runs.
 
 A signal during a run lets that run finish its commits (a half-finished run is safe anyway: alerts are
 merged on their stable ids and state only moves forward after they are written).
@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from analytics.detect import DetectResult, emit, parse_duration, run, settings_from_args
+from analytics.detect import DetectResult, DetectSettings, emit, parse_duration, run, settings_from_args
 
 
 def loop(step: Callable[[], DetectResult], every_s: float, stop: threading.Event, max_runs: int | None = None,
@@ -32,6 +32,22 @@ def loop(step: Callable[[], DetectResult], every_s: float, stop: threading.Event
     return runs
 
 
+def compact_then_run(settings: DetectSettings, quiet: bool = False) -> DetectResult:
+    """``schedule --compact``'s step: compact the lake's settled days (``Lake.settled_days``), then one detect run.
+
+    Compaction is one commit per day and safe beside running collectors (a chunk they commit meanwhile stays);
+    a day compacted before is skipped, so a run after a quiet interval costs a listing of the days."""
+    from ingest.lake import Lake
+
+    lake = Lake(settings.lake_dir)
+    if lake.events_table() is not None:
+        res = lake.compact(days=lake.settled_days())
+        if res["rewritten"] and not quiet:
+            print(f"decisionpath schedule: compacted {res['rewritten']} day(s): "
+                  f"{res['files_before']} → {res['files_after']} files", file=sys.stderr)
+    return run(settings)
+
+
 def run_schedule_cli(args: argparse.Namespace) -> int:
     every = parse_duration(args.every).total_seconds()
     stop = threading.Event()
@@ -48,8 +64,9 @@ def run_schedule_cli(args: argparse.Namespace) -> int:
 
     try:
         settings = settings_from_args(args)
-        runs = loop(lambda: run(settings), every, stop, getattr(args, "max_runs", None),
-                    on_result=_emit)
+        step = (lambda: compact_then_run(settings, quiet=bool(getattr(args, "json", False)))) \
+            if getattr(args, "compact", False) else (lambda: run(settings))
+        runs = loop(step, every, stop, getattr(args, "max_runs", None), on_result=_emit)
     finally:
         for s, h in old.items():
             signal.signal(s, h)

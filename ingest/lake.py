@@ -271,9 +271,10 @@ class Lake:
 
         t = self.events_table()
         if t is None:
-            return {"days": 0, "files_before": 0, "files_after": 0}
+            return {"days": 0, "rewritten": 0, "files_before": 0, "files_after": 0}
         all_days = sorted({p["day"] for p in t.partitions()}) if days is None else list(days)
         before = len(t.file_uris())
+        rewritten = 0
         with tempfile.TemporaryDirectory(prefix="decisionpath-compact-") as spill:
             con = duckdb.connect(config={"memory_limit": memory_limit, "temp_directory": spill})
             try:
@@ -296,11 +297,21 @@ class Lake:
                     # duckdb 2 names it to_arrow_reader; 1.4 has fetch_record_batch only
                     reader = getattr(rel, "to_arrow_reader", None) or rel.fetch_record_batch
                     self._replace_day(table, day, files, reader(ROW_GROUP_ROWS))
+                    rewritten += 1
             finally:
                 con.close()
         table = self._table(self.events_path)  # the snapshot this process compacted, updated in place
         after = len(table.file_uris()) if table is not None else 0
-        return {"days": len(all_days), "files_before": before, "files_after": after}
+        return {"days": len(all_days), "rewritten": rewritten, "files_before": before, "files_after": after}
+
+    def settled_days(self) -> list[str]:
+        """The days of ``events`` before the newest one: the days collectors have moved past (``schedule --compact``).
+
+        The newest day is still being written; an earlier one only receives late records, and a day that gets one
+        after its compaction holds two files and is compacted again."""
+        t = self.events_table()
+        days = sorted({p["day"] for p in t.partitions()}) if t is not None else []
+        return days[:-1]
 
     def _replace_day(self, table: DeltaTable, day: str, files: list[str], rows: pa.RecordBatchReader) -> None:
         """One commit on ``table``'s snapshot: ``files`` (the day's, as read) removed, one new file holding ``rows``

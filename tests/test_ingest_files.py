@@ -285,3 +285,32 @@ def test_compact_streams_a_day_into_row_groups_with_exact_statistics(tmp_path):
     assert (add["min.actor_id"], add["max.actor_id"]) == ("agent/a00", "agent/a96")
     assert add["null_count.tool"] == sum(r["tool"] is None for r in rows) > 0
     assert add.get("min.raw") is None and add.get("null_count.scope") is None  # no statistics for those
+
+
+def test_schedule_compacts_the_settled_days_then_detects(scenario, tmp_path):
+    """`schedule --compact`'s step compacts every day before the newest, leaves the newest (still being written)
+    as the collectors wrote it, then runs detect; a second step rewrites nothing. `decisionpath compact` says how
+    many days it rewrote."""
+    from analytics.detect import DetectSettings, detect_findings
+    from analytics.detect import connect as detect_connect
+    from analytics.schedule import compact_then_run
+
+    lake_dir = tmp_path / "lake"
+    lake = Lake(lake_dir)
+    ingest_files([scenario], lake, chunk_records=500)
+    before = lake_counts(lake)
+    findings_before = sorted(f.alert_id for f in detect_findings(detect_connect(lake_dir)))
+    days = sorted({f.split("day=")[1].split("/")[0] for f in lake.files()})
+    newest = {f for f in lake.files() if f"day={days[-1]}/" in f}
+    assert lake.settled_days() == days[:-1] and len(days) > 2
+    assert sum(1 for f in lake.files() if not f.endswith(COMPACTED_SUFFIX)) > len(days)  # several files a day
+
+    res = compact_then_run(DetectSettings(lake_dir=lake_dir, with_paths=False), quiet=True)
+    assert lake_counts(lake) == before
+    for d in days[:-1]:
+        assert [f.endswith(COMPACTED_SUFFIX) for f in lake.files() if f"day={d}/" in f] == [True]
+    assert {f for f in lake.files() if f"day={days[-1]}/" in f} == newest
+    assert sorted(a.alert_id for a in res.new_alerts) == findings_before and findings_before
+    assert lake.compact(days=lake.settled_days())["rewritten"] == 0
+    out = cli("compact", "--lake", str(lake_dir), "--no-marts")
+    assert out.stdout.startswith(f"compacted 1 of {len(days)} days")
