@@ -24,7 +24,7 @@ import orjson
 from analytics import DETECT_MEMORY_LIMIT
 from analytics import alerts as al
 from analytics.detectors import BY_ID, REGISTRY
-from analytics.detectors.base import Context, Finding, iso
+from analytics.detectors.base import Context, Finding, iso, set_run
 from analytics.lake import share, time_range
 from ingest import faults
 from ingest.errors import ConfigError
@@ -80,6 +80,7 @@ def share_for(con: duckdb.DuckDBPyConnection, mods: Sequence[Any]) -> None:
     A run whose detectors declare none does not compute it; a module that declares none still shares lazily, on
     its first query that names one (``Context.rows``).
     """
+    set_run(con, (m.DETECTION.id for m in mods))  # the shared passes of analytics/detectors/_*.py ask who reads them
     names = {n for m in mods for n in getattr(m, "SHARED_READS", ())}
     if names:
         share(con, " ".join(sorted(names)))

@@ -349,8 +349,8 @@ def test_int_credential_issued_is_each_credentials_first_successful_issuance(tmp
 @pytest.mark.parametrize("threshold", [None, 0.0, 600.0, -30.0])
 def test_tr2_tr3_tr4_from_the_shared_suspect_uses_match_their_own_queries(tmp_path: Path, rid: str,
                                                                           threshold: float | None) -> None:
-    """In a catalog run DP-TR-2, DP-TR-3 and DP-TR-4 read one shared pass over the uses (`_suspect_uses`); alone,
-    each runs its own query. Both give the same findings, evidence included, over the three detections' examples
+    """In a catalog run DP-TR-2, DP-TR-3 and DP-TR-4 read one shared pass over the uses (`_suspect_uses`); in a run
+    of one of them, it runs its own query. Both give the same findings, evidence included, over the three detections' examples
     plus uses without an issuance record, sub-tasks, a use before its revocation and a credential both late and
     off-task; with the default threshold, zero, a larger one, and a negative one (which runs the own query)."""
     import dataclasses
@@ -382,6 +382,7 @@ def test_tr2_tr3_tr4_from_the_shared_suspect_uses_match_their_own_queries(tmp_pa
     overrides = {} if threshold is None else {"clock_skew_s": threshold, "revocation_grace_s": threshold}
 
     alone_con = connect(lake)
+    share_for(alone_con, [BY_ID[rid]])  # a run of this detection only: the pass would have no second reader
     lo, hi = _event_range(alone_con)
     alone = [dataclasses.asdict(f) for f in BY_ID[rid].detect(Context(alone_con, lo, hi, overrides))]
     assert alone_con not in _suspect_uses._WINDOW  # its own query

@@ -1,12 +1,12 @@
 """One pass over the credential uses for DP-TR-2, DP-TR-3 and DP-TR-4 in a catalog run.
 
 Each of the three scanned every credential use of its window (~9M rows at 10M events) and joined it to the
-issuance or revocation intermediate: three passes of 0.7-0.8 s. When both intermediates are shared (a catalog
-run, or DP-TR-3 alone), one pass keeps the uses that may be late or off-task: after their expiry, after their
-revocation, or carrying another task than their credential's. Each detector then applies its own threshold to
-those few rows (5,000 at 10M events). The superset holds for thresholds ≥ 0 (a use later than the expiry plus a
-skew is later than the expiry); a detector given a negative threshold, or run where the intermediates are not
-shared, runs its own query.
+issuance or revocation intermediate: three passes of 0.7-0.8 s. When two or more of them run on one connection
+(``analytics.detect.share_for`` records the run) and the issuance intermediate is shared, one pass keeps the uses
+that may be late or off-task: after their expiry, after their revocation, or carrying another task than their
+credential's. Each detector then applies its own threshold to those few rows (5,000 at 10M events). The superset
+holds for thresholds ≥ 0 (a use later than the expiry plus a skew is later than the expiry); a detector given a
+negative threshold, or run without another reader, runs its own query.
 
 The rows are kept per connection for one window; a detector with another window recomputes them.
 """
@@ -19,9 +19,10 @@ import weakref
 import duckdb
 
 from analytics.detectors._common import USE_CATEGORIES
-from analytics.detectors.base import Context, _join_sides_as_written
+from analytics.detectors.base import Context, _join_sides_as_written, in_run
 from analytics.lake import is_shared, keep
 
+READERS = frozenset({"DP-TR-2", "DP-TR-3", "DP-TR-4"})
 NAME = "shared_suspect_uses"
 # Both intermediates are hashed (`build_right`); the uses probe them.
 SQL = f"""
@@ -45,10 +46,11 @@ _WINDOW: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, tuple[dt.datetime,
 
 
 def suspect_uses(ctx: Context, threshold: float) -> str | None:
-    """The name of the shared suspect uses for ``ctx``'s window, computed on first need; None when this run does
-    not share issuance and revocation or ``threshold`` is negative (the caller runs its own query)."""
+    """The name of the shared suspect uses for ``ctx``'s window, computed on first need; None when fewer than two
+    of ``READERS`` are in this run, the issuance is not shared, or ``threshold`` is negative (the caller runs its
+    own query)."""
     con = ctx.con
-    if threshold < 0 or not (is_shared(con, "int_credential_issued") and is_shared(con, "int_credential_revoked")):
+    if threshold < 0 or len(READERS & in_run(con)) < 2 or not is_shared(con, "int_credential_issued"):
         return None
     if _WINDOW.get(con) != (ctx.since, ctx.until):
         with _join_sides_as_written(con):

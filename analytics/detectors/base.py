@@ -11,7 +11,8 @@ import contextlib
 import datetime as dt
 import hashlib
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -148,6 +149,19 @@ def alert_id(detection: str, key: Sequence[str]) -> str:
     """Stable alert id: a hash of the detection id and its identifying evidence."""
     h = hashlib.sha256("\x1f".join([detection, *key]).encode()).hexdigest()[:24]
     return f"{detection}:{h}"
+
+
+_RUN: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, frozenset[str]] = weakref.WeakKeyDictionary()
+
+
+def set_run(con: duckdb.DuckDBPyConnection, ids: Iterable[str]) -> None:
+    """Record the detection ids a run on ``con`` will execute (``analytics.detect.share_for``)."""
+    _RUN[con] = frozenset(ids)
+
+
+def in_run(con: duckdb.DuckDBPyConnection) -> frozenset[str]:
+    """The detection ids of the run on ``con`` (empty when a detector is called outside a run)."""
+    return _RUN.get(con, frozenset())
 
 
 @dataclass(frozen=True)
