@@ -434,3 +434,17 @@ def test_pc2_and_az2_share_their_denial_pairs(tmp_path: Path, overrides: dict[st
     assert {f.key for f in both if f.detection == "DP-AZ-2"} == az2
     for rid, want in (("DP-AZ-2", az2), ("DP-PC-2", pc2)):
         assert {f.key for f in detect_findings(connect(lake), [rid], overrides)} == want
+
+
+@pytest.mark.parametrize("amy_first_in_file", [False, True])
+def test_dg2_names_the_first_caller_whatever_the_row_order(tmp_path: Path, amy_first_in_file: bool) -> None:
+    """DP-DG-2 groups calls without a credential id per workload; the person it names is the first caller by time,
+    not whichever row the scan met first."""
+    from analytics.detectors.dg2_agent_as_human import _call
+
+    bob = _call(None, None, "bob@corp.example", "human") | {"credential_id": None, "event_id": "x:b"}
+    amy = _call(None, None, "amy@corp.example", "human") | {"credential_id": None, "event_id": "x:a", "t": 11}
+    found = detect_findings(connect(write_lake(tmp_path, [amy, bob] if amy_first_in_file else [bob, amy])),
+                            ["DP-DG-2"])
+    assert [dict(f.facts)["person"] for f in found] == ["bob@corp.example"]
+    assert found[0].event_ids[-2:] == ("x:b", "x:a")

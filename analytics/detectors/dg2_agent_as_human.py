@@ -17,6 +17,8 @@ DETECTION = Detection(
 )
 SHARED_READS = ("int_credential_issued",)  # computed first in a catalog run (share_for)
 
+# The person is the first call's actor (calls without a credential id, grouped under one key per workload, may
+# name several people; `any_value` named any of them, so the text could differ between two runs of the same lake).
 # The decisions are gathered per call before the calls are grouped: joined in the same GROUP BY, a call with two
 # decision records (a policy enforcement point that logs a retry) was listed, and counted, twice.
 _SQL = """
@@ -32,7 +34,7 @@ WITH calls AS MATERIALIZED (
 )
 SELECT e.credential_id, e.src_workload, list(e.event_id ORDER BY e.time, e.event_id) AS ids,
        list(e.time ORDER BY e.time, e.event_id) AS times,
-       any_value(e.actor_id) AS person, any_value(c.issue_event_id) AS issue_id,
+       arg_min(e.actor_id, (e.time, e.event_id)) AS person, any_value(c.issue_event_id) AS issue_id,
        list_sort(list_distinct(flatten(list(x.decisions) FILTER (WHERE x.decisions IS NOT NULL)))) AS decisions
 FROM calls e LEFT JOIN int_credential_issued c USING (credential_id) LEFT JOIN dec x USING (event_id)
 GROUP BY e.credential_id, e.src_workload
@@ -71,6 +73,10 @@ EXAMPLES = (
         _call(None, None, "bob@corp.example", "human") | {"trace_id": "t", "span_id": "s"},
         *(ev(9, f"x:dec{i}", "decision", category="authorization", credential_id="ptok", actor_id="bob@corp.example",
              decision="allow", trace_id="t", span_id="s") for i in (1, 2))], ("ptok", "spiffe://c/agent/coder")),
+    positive("two people's calls without a credential id: the first caller is named", [
+        _call(None, None, "bob@corp.example", "human") | {"credential_id": None, "event_id": "x:b"},
+        _call(None, None, "amy@corp.example", "human") | {"credential_id": None, "event_id": "x:a", "t": 11}],
+        ("-", "spiffe://c/agent/coder")),
     benign("coder acting on behalf of bob (delegated)",
            [_call("bob@corp.example", ["bob@corp.example", "spiffe://c/agent/coder"], "spiffe://c/agent/coder",
                   "agent")]),
