@@ -442,7 +442,7 @@ def _compute_marts(con: duckdb.DuckDBPyConnection) -> None:
 
 # Intermediates that several detectors read: each is computed once per connection, when a query first names it.
 # (`int_credential_revoked` was shared too until one pass, `analytics/detectors/_suspect_uses.py`, became its only
-# reader in a catalog run: keeping it cost 0.6 s at 10M events, computing it inside that pass ~0.3 s.)
+# reader in a catalog run: keeping it cost 0.6 s at 10M events, computing it inside that pass ~0.4 s.)
 SHARED: tuple[str, ...] = ("int_credential_issued",)
 _SHARED: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, set[str]] = weakref.WeakKeyDictionary()
 

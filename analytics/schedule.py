@@ -36,15 +36,22 @@ def compact_then_run(settings: DetectSettings, quiet: bool = False) -> DetectRes
     """``schedule --compact``'s step: compact the lake's settled days (``Lake.settled_days``), then one detect run.
 
     Compaction is one commit per day and safe beside running collectors (a chunk they commit meanwhile stays);
-    a day compacted before is skipped, so a run after a quiet interval costs a listing of the days."""
+    a day compacted before is skipped, so a run after a quiet interval costs a listing of the days. Compaction only
+    speeds detection up: when it fails (another compaction replaced a day first), the step says so and detects
+    anyway; the next step compacts again."""
+    from ingest.errors import DecisionPathError
     from ingest.lake import Lake
 
     lake = Lake(settings.lake_dir)
     if lake.events_table() is not None:
-        res = lake.compact(days=lake.settled_days())
-        if res["rewritten"] and not quiet:
-            print(f"decisionpath schedule: compacted {res['rewritten']} day(s): "
-                  f"{res['files_before']} → {res['files_after']} files", file=sys.stderr)
+        try:
+            res = lake.compact(days=lake.settled_days())
+        except DecisionPathError as e:
+            print(f"decisionpath schedule: compaction skipped this run: {e}", file=sys.stderr)
+        else:
+            if res["rewritten"] and not quiet:
+                print(f"decisionpath schedule: compacted {res['rewritten']} day(s): "
+                      f"{res['files_before']} → {res['files_after']} files", file=sys.stderr)
     return run(settings)
 
 

@@ -314,3 +314,21 @@ def test_schedule_compacts_the_settled_days_then_detects(scenario, tmp_path):
     assert lake.compact(days=lake.settled_days())["rewritten"] == 0
     out = cli("compact", "--lake", str(lake_dir), "--no-marts")
     assert out.stdout.startswith(f"compacted 1 of {len(days)} days")
+
+
+def test_schedule_step_detects_when_compaction_fails(scenario, tmp_path, monkeypatch, capsys):
+    """Compaction only speeds detection up: a step whose compaction fails says why and runs detect anyway."""
+    from analytics.detect import DetectSettings
+    from analytics.schedule import compact_then_run
+    from ingest.errors import DecisionPathError
+
+    lake_dir = tmp_path / "lake"
+    ingest_files([scenario], Lake(lake_dir), chunk_records=500)
+
+    def fail(self, days=None, memory_limit="1GB"):
+        raise DecisionPathError("day 2026-11-01 was being compacted (conflict); nothing was lost: run compact again")
+
+    monkeypatch.setattr(Lake, "compact", fail)
+    res = compact_then_run(DetectSettings(lake_dir=lake_dir, with_paths=False))
+    assert res.new_alerts
+    assert "compaction skipped this run: day 2026-11-01 was being compacted" in capsys.readouterr().err
