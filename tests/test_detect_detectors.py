@@ -448,3 +448,26 @@ def test_dg2_names_the_first_caller_whatever_the_row_order(tmp_path: Path, amy_f
                             ["DP-DG-2"])
     assert [dict(f.facts)["person"] for f in found] == ["bob@corp.example"]
     assert found[0].event_ids[-2:] == ("x:b", "x:a")
+
+
+def test_incremental_windows_still_see_context_before_them(tmp_path: Path) -> None:
+    """A run over a short window reads only the decisions that can matter to its key events (DP-AZ-1: within ±5 s
+    of a call; DP-PC-2 / DP-AZ-2: denials up to their window before an allow), and still sees those that lie
+    before the window's start."""
+    from analytics.detect import share_for
+    from analytics.detectors import az1_unmediated, az2_denied_elsewhere
+    from analytics.detectors.base import Context
+
+    def at(s: float) -> dt.datetime:
+        return BASE + dt.timedelta(seconds=s)
+
+    call = az1_unmediated._tl(4.2)  # the call at 40 s, its decision 4.2 s earlier
+    late = [dict(e, event_id=f"late:{e['event_id']}", trace_id="t9", t=e["t"] + 100) for e in az1_unmediated._tl(6)]
+    denied = [dict(e, t=e["t"] + 1000) for e in az2_denied_elsewhere._tl(243)]  # denial at 1,003 s, allow at 1,243 s
+    con = connect(write_lake(tmp_path, [*call, *late, *denied]))
+    share_for(con, list(REGISTRY))
+    az1 = {f.key for f in az1_unmediated.detect(Context(con, at(40), at(140), {}))}
+    assert az1 == {("late:x:call",)}  # the call at 40 s is mediated by the decision at 35.8 s, before the window
+    az2 = {f.key for f in az2_denied_elsewhere.detect(Context(con, at(1200), at(1300), {}))}
+    assert az2 == {("x:deny", "x:allow")}  # the denial lies 197 s before the window
+    assert az2_denied_elsewhere.detect(Context(con, at(1244), at(1300), {})) == []  # the allow is before this one

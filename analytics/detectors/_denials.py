@@ -25,9 +25,10 @@ PAIRS = "shared_denial_pairs"
 CALLS = "shared_denial_calls"
 # Every denial of a tool (the 1 % of decisions) is hashed; the allows probe it (`build_right`).
 _PAIRS_SQL = """
-WITH d AS (
+WITH d AS (  -- a denial pairs with an allow of the window only if it lies within the window before it
   SELECT event_id, time, actor_id, tool, resource, trace_id, span_id FROM events
   WHERE activity = 'decision' AND decision = 'deny' AND tool IS NOT NULL
+    AND time >= $since - to_microseconds(CAST($window * 1e6 AS BIGINT)) AND time < $until
 )
 SELECT d.event_id AS deny_id, d.time AS deny_time, d.actor_id AS a_actor, d.tool, d.resource,
        d.trace_id AS d_trace, d.span_id AS d_span,

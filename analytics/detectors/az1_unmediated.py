@@ -25,8 +25,11 @@ _SQL = """
 WITH m AS (
     SELECT event_id, time, actor_id, tool, resource, credential_id, src_workload, outcome, trace_id, span_id
     FROM events WHERE activity = 'tool.invoked' AND time BETWEEN $since AND $until
-), d AS (
-    SELECT trace_id, span_id, credential_id, time FROM events WHERE activity = 'decision'
+), d AS (  -- a decision can mediate a call of the window only within ±w of it (an incremental run hashes few)
+    SELECT trace_id, span_id, credential_id, time FROM events
+    WHERE activity = 'decision'
+      AND time BETWEEN $since - to_microseconds(CAST($w * 1e6 AS BIGINT))
+                   AND $until + to_microseconds(CAST($w * 1e6 AS BIGINT))
 ), by_span AS MATERIALIZED (
     SELECT m.* FROM m ANTI JOIN d ON d.trace_id = m.trace_id AND d.span_id = m.span_id
         AND d.time BETWEEN m.time - to_microseconds(CAST($w * 1e6 AS BIGINT))
