@@ -78,7 +78,11 @@ def test_detect_catalog_script_times_every_detection(scenario, tmp_path: Path, c
     assert list(res["per_detection"]) == [m.DETECTION.id for m in REGISTRY]
     assert res["findings"] == sum(v["findings"] for v in res["per_detection"].values()) > 0
     assert res["peak_rss_mib"] > 0 and res["total_seconds"] >= max(v["seconds"] for v in res["per_detection"].values())
-    assert 0 < res["shared_seconds"] <= res["total_seconds"]  # the issuance and revocation tables, computed first
+    assert 0 < res["shared_seconds"] <= res["total_seconds"]  # the issuance table, computed first
+    # --window: what a scheduled run covers; the findings are those whose key events lie in the last hour
+    assert main(["--lake", str(tmp_path / "lake"), "--window", "1h", "--json"]) == 0
+    short = json.loads(capsys.readouterr().out)
+    assert short["window_seconds"] == 3600 and 0 < short["findings"] < res["findings"]
 
 
 def test_reference_detections_script_compares_the_three(scenario, tmp_path: Path, capsys) -> None:
