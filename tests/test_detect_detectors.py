@@ -471,3 +471,21 @@ def test_incremental_windows_still_see_context_before_them(tmp_path: Path) -> No
     az2 = {f.key for f in az2_denied_elsewhere.detect(Context(con, at(1200), at(1300), {}))}
     assert az2 == {("x:deny", "x:allow")}  # the denial lies 197 s before the window
     assert az2_denied_elsewhere.detect(Context(con, at(1244), at(1300), {})) == []  # the allow is before this one
+
+
+def test_dg2_in_a_short_window_keeps_each_key_whole(tmp_path: Path) -> None:
+    """DP-DG-2 over a short window finds the keys whose calls span it (even with no call inside it) and lists every
+    call of such a key; a key whose calls all lie before the window is not found."""
+    from analytics.detect import share_for
+    from analytics.detectors import dg2_agent_as_human as m
+    from analytics.detectors.base import Context
+
+    def call(t: float, eid: str, cred: str) -> dict[str, Any]:
+        return m._call(None, None, "bob@corp.example", "human") | {"t": t, "event_id": eid, "credential_id": cred}
+
+    events = [call(10, "a1", "span"), call(500, "a2", "span"), call(20, "b1", "before"), call(30, "b2", "before")]
+    con = connect(write_lake(tmp_path, events))
+    share_for(con, list(REGISTRY))
+    at = [BASE + dt.timedelta(seconds=s) for s in (100, 200)]
+    found = m.detect(Context(con, at[0], at[1], {}))
+    assert [(f.key[0], f.event_ids[-2:]) for f in found] == [("span", ("a1", "a2"))]

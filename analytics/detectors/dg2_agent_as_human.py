@@ -20,12 +20,19 @@ SHARED_READS = ("int_credential_issued",)  # computed first in a catalog run (sh
 # The person is the first call's actor (calls without a credential id, grouped under one key per workload, may
 # name several people; `any_value` named any of them, so the text could differ between two runs of the same lake).
 # The decisions are gathered per call before the calls are grouped: joined in the same GROUP BY, a call with two
-# decision records (a policy enforcement point that logs a retry) was listed, and counted, twice.
+# decision records (a policy enforcement point that logs a retry) was listed, and counted, twice. Only the calls of
+# the keys whose calls span the window are kept before the decisions are looked up: an incremental run with none
+# skips the scan of the decisions (10M events: 0.3 s).
 _SQL = """
-WITH calls AS MATERIALIZED (
+WITH every_call AS MATERIALIZED (
     SELECT event_id, time, actor_id, credential_id, src_workload, trace_id, span_id FROM events
     WHERE activity = 'tool.invoked' AND actor_type = 'human' AND contains(coalesce(src_workload, ''), '/agent/')
       AND on_behalf_of IS NULL AND len(coalesce(delegation_chain, [])) <= 1
+), calls AS MATERIALIZED (
+    SELECT c.* FROM every_call c SEMI JOIN (
+        SELECT credential_id, src_workload FROM every_call GROUP BY ALL
+        HAVING max(time) >= $since AND min(time) <= $until
+    ) k ON c.credential_id IS NOT DISTINCT FROM k.credential_id AND c.src_workload IS NOT DISTINCT FROM k.src_workload
 ), dec AS (
     SELECT m.event_id, list(d.event_id ORDER BY d.event_id) AS decisions
     FROM events d JOIN calls m ON d.trace_id = m.trace_id AND d.span_id = m.span_id
