@@ -489,3 +489,41 @@ def test_dg2_in_a_short_window_keeps_each_key_whole(tmp_path: Path) -> None:
     at = [BASE + dt.timedelta(seconds=s) for s in (100, 200)]
     found = m.detect(Context(con, at[0], at[1], {}))
     assert [(f.key[0], f.event_ids[-2:]) for f in found] == [("span", ("a1", "a2"))]
+
+
+@pytest.mark.parametrize("start", [0.0, 50.0, 3_000.0, 5_000.0, 9_000.0])
+def test_tr1_in_a_recent_window_finds_what_the_whole_aggregate_finds(tmp_path: Path, monkeypatch: Any,
+                                                                      start: float) -> None:
+    """DP-TR-1 over the lake's last part first chooses the keys with an event from the window's start on
+    (`_RECENT`), then counts their origins over their whole life: the same findings as aggregating every key.
+    Among the events: a credential used from one origin long before the window and from a second inside it, one
+    used from two origins before the window only, and a sign-in session whose second origin is in the window."""
+    import dataclasses
+
+    from analytics.detect import _event_range, share_for
+    from analytics.detectors import tr1_token_origins as m
+    from analytics.detectors.base import Context, ev
+
+    def use(t: float, eid: str, cid: str, wl: str) -> dict[str, Any]:
+        return ev(t, eid, "tool.invoked", category="tool_call", credential_id=cid, actor_id="agent/u",
+                  src_workload=wl, src_ip="10.0.0.1")
+
+    events = [dict(e, event_id=f"{i}:{e['event_id']}", credential_id=f"{i}:{e.get('credential_id')}",
+                   session_id=e.get("session_id") and f"{i}:{e['session_id']}")
+              for i, ex in enumerate(m.EXAMPLES) for e in ex.events]
+    events += [use(10, "span:u1", "span", "wl/a"), use(8_000, "span:u2", "span", "wl/b"),
+               use(20, "old:u1", "old", "wl/a"), use(30, "old:u2", "old", "wl/b"),
+               use(8_500, "one:u1", "one", "wl/a"), use(8_600, "one:u2", "one", "wl/a"),
+               ev(9_500, "late:s", "token.refreshed", category="credential", credential_id="tok-9",
+                  session_id="4:sess-1", actor_id="carol@corp.example", actor_type="human", src_ip="192.0.2.99")]
+    con = connect(write_lake(tmp_path, events))
+    share_for(con, list(REGISTRY))
+    lo, hi = _event_range(con)
+    since = lo + dt.timedelta(seconds=start)
+    chosen = [dataclasses.asdict(f) for f in m.detect(Context(con, since, hi, {}))]
+    monkeypatch.setattr(m, "_RECENT", "")
+    whole = [dataclasses.asdict(f) for f in m.detect(Context(con, since, hi, {}))]
+    assert chosen == whole
+    keys = {f["key"][0] for f in chosen}
+    assert ("span" in keys) == (start <= 8_000) and ("old" in keys) == (start <= 30) and "one" not in keys
+    assert "session:4:sess-1" in keys  # a benign example's session, made a hit by a refresh from a second address
