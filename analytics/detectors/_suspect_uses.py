@@ -45,10 +45,10 @@ _WINDOW: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, tuple[dt.datetime,
     weakref.WeakKeyDictionary())
 
 
-def suspect_uses(ctx: Context, threshold: float) -> str | None:
+def suspect_uses(ctx: Context, threshold: float = 0.0) -> str | None:
     """The name of the shared suspect uses for ``ctx``'s window, computed on first need; None when fewer than two
-    of ``READERS`` are in this run, the issuance is not shared, or ``threshold`` is negative (the caller runs its
-    own query)."""
+    of ``READERS`` are in this run, the issuance is not shared, or the caller's ``threshold`` (a time added to
+    the expiry or revocation; none for DP-TR-4) is negative: the caller then runs its own query."""
     con = ctx.con
     if threshold < 0 or len(READERS & in_run(con)) < 2 or not is_shared(con, "int_credential_issued"):
         return None

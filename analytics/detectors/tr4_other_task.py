@@ -43,7 +43,7 @@ ORDER BY credential_id, time, event_id
 
 def detect(ctx: Context) -> list[Finding]:
     by: dict[str, list[dict[str, Any]]] = {}
-    view = _suspect_uses.suspect_uses(ctx, 0)
+    view = _suspect_uses.suspect_uses(ctx)
     sql = _SQL if view is None else _SHARED_SQL.format(view=view)
     for r in ctx.rows(sql, ctx.window(), build_right=True):
         by.setdefault(r["credential_id"], []).append(r)
