@@ -122,7 +122,9 @@ def test_compact_cli_caches_the_new_snapshots_marts(scenario, tmp_path):
     ingest_files([scenario], Lake(lake_dir), chunk_records=500)
     out = orjson.loads(cli("compact", "--lake", str(lake_dir), "--json", "--no-marts").stdout)
     assert "marts" not in out and not (lake_dir / "marts").exists()
+    assert out["rewritten"] == out["days"] > 0 and out["files_after"] == out["days"] < out["files_before"]
     out = orjson.loads(cli("compact", "--lake", str(lake_dir), "--json").stdout)
+    assert out["rewritten"] == 0 and out["files_after"] == out["files_before"]  # every day already compacted
     marts = lake_dir / "marts"
     assert [p.name for p in marts.iterdir()] == [out["marts"].rsplit("/", 1)[1]]
     version = Lake(lake_dir).events_table().version()
