@@ -21,7 +21,7 @@ import shutil
 import tempfile
 import uuid
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -447,6 +447,16 @@ SHARED: tuple[str, ...] = ("int_credential_issued",)
 _SHARED: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, set[str]] = weakref.WeakKeyDictionary()
 
 
+def _attach_issued(con: duckdb.DuckDBPyConnection) -> str | None:
+    from analytics.issuance_cache import attach
+
+    return attach(con)
+
+
+# Shared views cached per snapshot and carried forward to later snapshots (None from one: not possible here).
+_CARRIED: dict[str, Callable[[duckdb.DuckDBPyConnection], str | None]] = {"int_credential_issued": _attach_issued}
+
+
 def share(con: duckdb.DuckDBPyConnection, sql: str) -> None:
     """Materialize, once on this connection, each ``SHARED`` view that ``sql`` reads (shadowed by a temp view).
 
@@ -456,9 +466,13 @@ def share(con: duckdb.DuckDBPyConnection, sql: str) -> None:
     done = _SHARED.setdefault(con, set())
     for name in SHARED:
         if name not in done and re.search(rf"\b{name}\b", sql):
-            # Kept compressed (`keep`): the detect run's queries get the rest of its 1.5 GB instead of spilling.
-            # Names are the constants above, never input.
-            keep(con, f"shared_{name}", f"SELECT * FROM {name}")  # noqa: S608
+            # A view over the snapshot's cached rows (`analytics.issuance_cache`), else kept compressed (`keep`):
+            # the detect run's queries get the rest of its 1.5 GB instead of spilling. Names are the constants
+            # above, never input.
+            how = _CARRIED[name](con) if name in _CARRIED else None
+            if how is None:
+                keep(con, f"shared_{name}", f"SELECT * FROM {name}")  # noqa: S608
+            log.info("%s: %s", name, how or "kept in memory")
             con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM shared_{name}")  # noqa: S608
             if name in BY_CREDENTIAL:
                 # `<name>_for(ids)` (a few credentials' rows) now reads the materialized rows, not the lake again.

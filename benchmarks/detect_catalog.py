@@ -1,7 +1,7 @@
 """The detection catalog on one lake: wall time per detection and in total, peak RSS, no lake writes.
 
     .venv/bin/python -m benchmarks.detect_catalog --lake /tmp/l10m [--rule DP-PC-1 ...] [--memory-limit 1.5GB]
-        [--window 6h] [--json]
+        [--window 6h] [--issuance cache|memory] [--json]
 
 Every detection runs over the lake's whole event range (or, with ``--window``, over that much time up to the
 latest event: what a scheduled incremental run covers) on one shared connection, in registry order, as
@@ -9,6 +9,10 @@ latest event: what a scheduled incremental run covers) on one shared connection,
 line of their own (``shared_seconds``; see docs/detections.md "Cost on 10M events"). Peak RSS is the process's own
 (``ru_maxrss``); CPU seconds (all threads) come with the wall time, as they move less on a shared machine.
 Compare two trees side by side by running this script from each checkout on the same lake.
+
+``--issuance memory`` keeps the shared issuance in memory as before stop 21 instead of reading (and writing) the
+snapshot's cache in ``<lake>/marts/issued/`` (``analytics.issuance_cache``): the cache's baseline, in the same tree.
+A run with the default writes that cache on its first run over a snapshot; later runs read it.
 """
 
 from __future__ import annotations
@@ -24,13 +28,16 @@ from analytics import DETECT_MEMORY_LIMIT
 
 
 def measure(lake: str, rules: list[str] | None = None, memory_limit: str = DETECT_MEMORY_LIMIT,
-            window: dt.timedelta | None = None) -> dict[str, Any]:
+            window: dt.timedelta | None = None, issuance: str = "cache") -> dict[str, Any]:
     """Seconds and finding count per detection, the total, and peak RSS in MiB (``window``: the detections' key
-    events limited to that much time before the latest event)."""
+    events limited to that much time before the latest event; ``issuance="memory"``: no issuance cache)."""
+    import analytics.lake
     from analytics.detect import _event_range, connect, share_for
     from analytics.detectors import BY_ID, REGISTRY
     from analytics.detectors.base import Context
 
+    if issuance == "memory":
+        analytics.lake._CARRIED.clear()  # this process only: the shared issuance is kept in memory
     t0, c0 = time.perf_counter(), time.process_time()
     con = connect(lake, memory_limit)
     lo, hi = _event_range(con)
@@ -46,7 +53,7 @@ def measure(lake: str, rules: list[str] | None = None, memory_limit: str = DETEC
             t = time.perf_counter()
             n = len(m.detect(Context(con, since, hi, {})))
             per[m.DETECTION.id] = {"seconds": round(time.perf_counter() - t, 2), "findings": n}
-    return {"lake": lake, "memory_limit": memory_limit, "window_seconds": window.total_seconds() if window else None,
+    return {"lake": lake, "memory_limit": memory_limit, "issuance": issuance, "window_seconds": window.total_seconds() if window else None,
             "total_seconds": round(time.perf_counter() - t0, 2),
             "cpu_seconds": round(time.process_time() - c0, 2),
             "findings": sum(int(v["findings"]) for v in per.values()), "shared_seconds": shared, "per_detection": per,
@@ -61,11 +68,13 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"DuckDB's memory limit (default {DETECT_MEMORY_LIMIT}, as `decisionpath detect`)")
     ap.add_argument("--window", default=None,
                     help="only the last DURATION of key events (30m, 6h, 2d), as a scheduled incremental run covers")
+    ap.add_argument("--issuance", choices=("cache", "memory"), default="cache",
+                    help="read the snapshot's issuance cache (default, as `decisionpath detect`) or keep it in memory")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
     from analytics.detect import parse_duration
 
-    res = measure(a.lake, a.rule, a.memory_limit, parse_duration(a.window) if a.window else None)
+    res = measure(a.lake, a.rule, a.memory_limit, parse_duration(a.window) if a.window else None, a.issuance)
     if a.json:
         print(json.dumps(res))
     else:

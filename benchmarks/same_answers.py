@@ -6,7 +6,7 @@
 
 Run it from each checkout (``PYTHONPATH=<tree>``) on the same lake, then ``cmp`` the two files. Findings are one
 JSON line each (keys sorted, evidence included), sorted; answers are the ``repr`` of each ``allowed_at`` and
-``decision_path`` for a seeded sample of actions, in sample order. Nothing is written to the lake.
+``decision_path`` for a seeded sample of actions, in sample order. Nothing is written to the lake but its caches.
 """
 
 from __future__ import annotations
