@@ -32,12 +32,22 @@ def measure(lake: str, rules: list[str] | None = None, memory_limit: str = DETEC
     """Seconds and finding count per detection, the total, and peak RSS in MiB (``window``: the detections' key
     events limited to that much time before the latest event; ``issuance="memory"``: no issuance cache)."""
     import analytics.lake
+
+    carried = dict(analytics.lake._CARRIED)
+    if issuance == "memory":
+        analytics.lake._CARRIED.clear()  # for this measure only: the shared issuance is kept in memory
+    try:
+        return _timed(lake, rules, memory_limit, window, issuance)
+    finally:
+        analytics.lake._CARRIED.update(carried)
+
+
+def _timed(lake: str, rules: list[str] | None, memory_limit: str, window: dt.timedelta | None,
+           issuance: str) -> dict[str, Any]:
     from analytics.detect import _event_range, connect, share_for
     from analytics.detectors import BY_ID, REGISTRY
     from analytics.detectors.base import Context
 
-    if issuance == "memory":
-        analytics.lake._CARRIED.clear()  # this process only: the shared issuance is kept in memory
     t0, c0 = time.perf_counter(), time.process_time()
     con = connect(lake, memory_limit)
     lo, hi = _event_range(con)
@@ -53,7 +63,8 @@ def measure(lake: str, rules: list[str] | None = None, memory_limit: str = DETEC
             t = time.perf_counter()
             n = len(m.detect(Context(con, since, hi, {})))
             per[m.DETECTION.id] = {"seconds": round(time.perf_counter() - t, 2), "findings": n}
-    return {"lake": lake, "memory_limit": memory_limit, "issuance": issuance, "window_seconds": window.total_seconds() if window else None,
+    return {"lake": lake, "memory_limit": memory_limit, "issuance": issuance,
+            "window_seconds": window.total_seconds() if window else None,
             "total_seconds": round(time.perf_counter() - t0, 2),
             "cpu_seconds": round(time.process_time() - c0, 2),
             "findings": sum(int(v["findings"]) for v in per.values()), "shared_seconds": shared, "per_detection": per,

@@ -83,6 +83,21 @@ def test_detect_catalog_script_times_every_detection(scenario, tmp_path: Path, c
     assert main(["--lake", str(tmp_path / "lake"), "--window", "1h", "--json"]) == 0
     short = json.loads(capsys.readouterr().out)
     assert short["window_seconds"] == 3600 and 0 < short["findings"] < res["findings"]
+    # one scheduled step later (benchmarks.increment): the step carries the issuance cache or keeps it in memory,
+    # with the same findings either way
+    from benchmarks.increment import make
+
+    step = make(tmp_path / "lake", tmp_path / "next", hours=1)
+    assert step["appended_rows"] > 0 and step["version"] == step["cached_version"] + 1
+    runs = []
+    for how in ("cache", "memory", "cache"):
+        assert main(["--lake", str(tmp_path / "next"), "--window", "1h", "--issuance", how, "--json"]) == 0
+        runs.append(json.loads(capsys.readouterr().out))
+    assert [r["issuance"] for r in runs] == ["cache", "memory", "cache"]
+    import analytics.lake
+
+    assert analytics.lake._CARRIED  # a memory run leaves the process's cache on for what runs next
+    assert len({r["findings"] for r in runs}) == 1 and runs[0]["findings"] > 0
 
 
 def test_reference_detections_script_compares_the_three(scenario, tmp_path: Path, capsys) -> None:
