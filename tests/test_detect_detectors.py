@@ -531,3 +531,18 @@ def test_tr1_in_a_recent_window_finds_what_the_whole_aggregate_finds(tmp_path: P
     keys = {f["key"][0] for f in chosen}
     assert ("span" in keys) == (start <= 8_000) and ("old" in keys) == (start <= 30) and "one" not in keys
     assert "session:4:sess-1" in keys  # a benign example's session, made a hit by a refresh from a second address
+
+
+def test_first_revocation_breaks_ties_on_time_by_event_id(tmp_path: Path) -> None:
+    """Two records at the same instant: the first is the one with the smaller event id, whatever order the rows
+    come in (DuckDB's `arg_min` by time alone picked either, so a finding's evidence could change between runs)."""
+    from analytics.detectors.base import ev
+
+    events = []
+    for c in range(40):  # several row groups' worth of ties, ids in both orders
+        a, b = (f"r{c}-a", f"r{c}-b") if c % 2 else (f"r{c}-b", f"r{c}-a")
+        events += [ev(5, a, "token.revoked", category="credential", credential_id=f"c{c}", actor_id="admin"),
+                   ev(5, b, "token.revoked", category="credential", credential_id=f"c{c}", actor_id="admin")]
+    con = connect(write_lake(tmp_path, events))
+    got = dict(con.execute("SELECT credential_id, revoke_event_id FROM int_credential_revoked").fetchall())
+    assert got == {f"c{c}": f"r{c}-a" for c in range(40)}

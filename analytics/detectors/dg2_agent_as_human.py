@@ -46,6 +46,7 @@ SELECT e.credential_id, e.src_workload, list(e.event_id ORDER BY e.time, e.event
 FROM calls e LEFT JOIN int_credential_issued c USING (credential_id) LEFT JOIN dec x USING (event_id)
 GROUP BY e.credential_id, e.src_workload
 HAVING max(e.time) >= $since AND min(e.time) <= $until
+ORDER BY e.credential_id, e.src_workload
 """
 
 

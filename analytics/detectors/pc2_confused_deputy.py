@@ -23,7 +23,8 @@ DETECTION = Detection(
 _SQL = """
 SELECT p.deny_id, p.deny_time, p.a_actor, p.allow_id, p.allow_time, p.b_actor, p.tool, p.resource,
        p.d_trace AS trace_id, m.event_id AS call_id, m.parent_span_id,
-       (SELECT arg_min(c.event_id, c.time) FROM {calls} c WHERE c.trace_id = p.d_trace AND c.span_id = m.parent_span_id)
+       (SELECT arg_min(c.event_id, (c.time, c.event_id)) FROM {calls} c
+        WHERE c.trace_id = p.d_trace AND c.span_id = m.parent_span_id)
          AS cause_id
 FROM {pairs} p JOIN {calls} m ON m.trace_id = p.a_trace AND m.span_id = p.a_span
 WHERE p.d_trace IS NOT NULL AND p.a_trace = p.d_trace
