@@ -24,7 +24,7 @@ FIGURES = (
     "kafka.produce_events_per_s", "kafka.ceiling_events_per_s", "kafka.events_per_s", "kafka.events_per_s_2procs",
     "kafka.peak_rss_mb", "kafka.steady_events_per_s", "kafka.ceiling_steady_events_per_s",
     "kafka.steady_events_per_s_2procs", "kafka.group_join_s", "kafka.events_per_s_w2", "kafka.steady_events_per_s_w2",
-    "detect.catalog_s", "detect.catalog_peak_rss_mb", "detect.full_run_s",
+    "detect.catalog_s", "detect.catalog_cached_s", "detect.catalog_peak_rss_mb", "detect.full_run_s",
     "query.allowed_p50_ms", "query.allowed_p95_ms", "query.path_p50_ms", "query.path_p95_ms",
     "query.graph_build_s",
 )
