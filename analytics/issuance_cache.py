@@ -114,7 +114,7 @@ def _write(con: duckdb.DuckDBPyConnection, root: Path, version: int, fp: str, ur
         tmp.write_text(json.dumps(uris))
         os.replace(tmp, path.with_suffix(".files.json"))
         con.execute("SELECT 1").fetchall()  # the relation API refuses a connection with a pending result
-        con.sql(sql, params=params).write_parquet(str(tmp), compression="zstd")
+        con.sql(sql, params=params).write_parquet(str(tmp), compression="lz4_raw")
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
