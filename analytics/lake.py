@@ -208,7 +208,8 @@ def connect(lake_dir: str | Path, memory_limit: str = "2GB", threads: int | None
             con.execute(f"CREATE MACRO {name}_for(ids) AS TABLE {view_sql(name)}")
             con.execute(f"CREATE VIEW {name} AS SELECT * FROM {name}_for(CAST(NULL AS VARCHAR[]))")  # noqa: S608
         else:
-            con.sql(view_sql(name)).create_view(name)
+            # SQL rather than the relation API, which binds the view once more in Python (~2 ms a view per connect)
+            con.execute(f"CREATE VIEW {name} AS {view_sql(name)}")  # the package's own SQL file, never input
     return con
 
 
