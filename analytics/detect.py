@@ -256,8 +256,8 @@ def run_detect_cli(args: argparse.Namespace) -> int:
 
 def detect_findings(con: duckdb.DuckDBPyConnection, rules: Sequence[str] = (),
                     overrides: Mapping[str, float] | None = None) -> list[Finding]:
-    """Pure: every finding over all of ``events`` on a connection (no lake writes but the snapshot's issuance
-    cache, ``analytics.issuance_cache``)."""
+    """Pure: every finding over all of ``events`` on a connection (no lake writes but the snapshot's shared
+    caches, ``analytics.shared_cache``)."""
     lo, hi = _event_range(con)
     if lo is None or hi is None:
         return []

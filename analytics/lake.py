@@ -441,39 +441,45 @@ def _compute_marts(con: duckdb.DuckDBPyConnection) -> None:
          "SELECT hash(delegate) AS delegate_h, * FROM delegations ORDER BY delegate_h, delegate, credential_id")
 
 
-# Intermediates that several detectors read: each is computed once per connection, when a query first names it.
-# (`int_credential_revoked` was shared too until one pass, `analytics/detectors/_suspect_uses.py`, became its only
-# reader in a catalog run: keeping it cost 0.6 s at 10M events, computing it inside that pass ~0.4 s.)
-SHARED: tuple[str, ...] = ("int_credential_issued",)
+# Intermediates that several detectors read: each is had once per connection, when a query first names it.
+SHARED: tuple[str, ...] = ("int_credential_issued", "int_credential_revoked")
+# Shared only where the snapshot's cache serves it (`analytics.shared_cache`); otherwise the view is left as it is:
+# keeping the revocations in memory cost more (0.6 s at 10M events) than computing them in their one reader.
+_CACHED_ONLY: frozenset[str] = frozenset({"int_credential_revoked"})
 _SHARED: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, set[str]] = weakref.WeakKeyDictionary()
+_TRIED: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, set[str]] = weakref.WeakKeyDictionary()
 
 
-def _attach_issued(con: duckdb.DuckDBPyConnection) -> str | None:
-    from analytics.issuance_cache import attach
+def _carried(con: duckdb.DuckDBPyConnection, name: str) -> str | None:
+    from analytics.shared_cache import attach
 
-    return attach(con)
+    return attach(con, name)
 
 
-# Shared views cached per snapshot and carried forward to later snapshots (None from one: not possible here).
-_CARRIED: dict[str, Callable[[duckdb.DuckDBPyConnection], str | None]] = {"int_credential_issued": _attach_issued}
+# Shared views cached per snapshot and carried forward to later snapshots (None: the cache cannot serve here).
+_CARRIED: dict[str, Callable[[duckdb.DuckDBPyConnection, str], str | None]] = {
+    "int_credential_issued": _carried, "int_credential_revoked": _carried}
 
 
 def share(con: duckdb.DuckDBPyConnection, sql: str) -> None:
-    """Materialize, once on this connection, each ``SHARED`` view that ``sql`` reads (shadowed by a temp view).
+    """Share, once on this connection, each ``SHARED`` view that ``sql`` reads (shadowed by a temp view).
 
     Without it every detector reading ``int_credential_issued`` re-aggregates the whole lake's issuance records
     (seven of the catalog do). The rows are the same; the snapshot is the connection's, so nothing goes stale.
     """
-    done = _SHARED.setdefault(con, set())
+    done, tried = _SHARED.setdefault(con, set()), _TRIED.setdefault(con, set())
     for name in SHARED:
-        if name not in done and re.search(rf"\b{name}\b", sql):
-            # A view over the snapshot's cached rows (`analytics.issuance_cache`), else kept compressed (`keep`):
+        if name not in tried and re.search(rf"\b{name}\b", sql):
+            tried.add(name)
+            # A view over the snapshot's cached rows (`analytics.shared_cache`), else kept compressed (`keep`):
             # the detect run's queries get the rest of its 1.5 GB instead of spilling. Names are the constants
             # above, never input.
-            how = _CARRIED[name](con) if name in _CARRIED else None
+            how = _CARRIED[name](con, name) if name in _CARRIED else None
+            log.info("%s: %s", name, how or ("not shared" if name in _CACHED_ONLY else "kept in memory"))
             if how is None:
+                if name in _CACHED_ONLY:
+                    continue
                 keep(con, f"shared_{name}", f"SELECT * FROM {name}")  # noqa: S608
-            log.info("%s: %s", name, how or "kept in memory")
             con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM shared_{name}")  # noqa: S608
             if name in BY_CREDENTIAL:
                 # `<name>_for(ids)` (a few credentials' rows) now reads the materialized rows, not the lake again.

@@ -10,9 +10,10 @@ line of their own (``shared_seconds``; see docs/detections.md "Cost on 10M event
 (``ru_maxrss``); CPU seconds (all threads) come with the wall time, as they move less on a shared machine.
 Compare two trees side by side by running this script from each checkout on the same lake.
 
-``--issuance memory`` keeps the shared issuance in memory as before stop 21 instead of reading (and writing) the
-snapshot's cache in ``<lake>/marts/issued/`` (``analytics.issuance_cache``): the cache's baseline, in the same tree.
-A run with the default writes that cache on its first run over a snapshot; later runs read it.
+``--issuance memory`` keeps the shared issuance in memory (and computes the revocations in their reader) as before
+stop 21, instead of reading (and writing) the snapshot's caches in ``<lake>/marts/shared/`` (``analytics.shared_cache``):
+the caches' baseline, in the same tree. A run with the default writes them on its first run over a snapshot; later
+runs read them.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from analytics import DETECT_MEMORY_LIMIT
 def measure(lake: str, rules: list[str] | None = None, memory_limit: str = DETECT_MEMORY_LIMIT,
             window: dt.timedelta | None = None, issuance: str = "cache") -> dict[str, Any]:
     """Seconds and finding count per detection, the total, and peak RSS in MiB (``window``: the detections' key
-    events limited to that much time before the latest event; ``issuance="memory"``: no issuance cache)."""
+    events limited to that much time before the latest event; ``issuance="memory"``: no shared caches)."""
     import analytics.lake
 
     carried = dict(analytics.lake._CARRIED)

@@ -5,13 +5,14 @@
 The copy hard-links the data files (a Delta table never rewrites one) and copies the log. The events of the
 lake's last ``--hours`` are appended once more, ``--hours`` later (times and expiries), with new event, credential,
 session and trace ids (suffix ``+1``): a step of the same size and mix as the lake's latest hours, in one commit. Before
-appending, the detect run's issuance cache (``analytics.issuance_cache``) is made for the copy's first snapshot,
+appending, the detect run's issuance and revocation caches (``analytics.shared_cache``) are made for the copy's
+first snapshot,
 as the previous scheduled step would have left it. Then time the step from each side, alternating:
 
     .venv/bin/python -m benchmarks.detect_catalog --lake /tmp/l10m-next --window 6h --json                   # carried
     .venv/bin/python -m benchmarks.detect_catalog --lake /tmp/l10m-next --window 6h --issuance memory --json
 
-A run that carries the cache writes nothing back unless the new files name more than ``REBASE`` of the cached
+A run that carries the caches writes nothing back unless the new files name more than ``REBASE`` of the cached
 credentials, so every run of the first command carries the same step.
 """
 
@@ -40,7 +41,7 @@ def make(lake: str | Path, out: str | Path, hours: float) -> dict[str, Any]:
     import pyarrow as pa
     from deltalake import write_deltalake
 
-    from analytics import issuance_cache
+    from analytics import shared_cache
     from analytics.lake import connect, time_range
     from ingest.events import SCHEMA
     from ingest.lake import Lake
@@ -53,7 +54,7 @@ def make(lake: str | Path, out: str | Path, hours: float) -> dict[str, Any]:
     shutil.copytree(src / "events" / "_delta_log", dst / "events" / "_delta_log")
     first = Lake(dst).events_table().version()
     con = connect(dst)
-    how = issuance_cache.attach(con)
+    how = {n: shared_cache.attach(con, n) for n in shared_cache.RANKED}
     _, hi = time_range(con)
     d = dt.timedelta(hours=hours)
     con.execute("SELECT 1").fetchall()  # the relation API refuses a connection with a pending result

@@ -313,9 +313,9 @@ def _check_landed(read: int, produced: int, what: str, notes: list[str]) -> None
 
 
 def _uncached(lake: Path) -> None:
-    """Remove the detect runs' issuance cache (``analytics.issuance_cache``): each timed run computes it, as the
-    first run over a new snapshot does; ``detect.catalog_cached_s`` is the run that reads it."""
-    shutil.rmtree(lake / "marts" / "issued", ignore_errors=True)
+    """Remove the detect runs' caches (``analytics.shared_cache``): each timed run computes them, as the first run
+    over a new snapshot does; ``detect.catalog_cached_s`` is the run that reads them."""
+    shutil.rmtree(lake / "marts" / "shared", ignore_errors=True)
 
 
 def _detect(sc: Scale, repeat: int, runner: Runner, figs: Figures, step: Step) -> dict[str, Any]:
@@ -331,7 +331,7 @@ def _detect(sc: Scale, repeat: int, runner: Runner, figs: Figures, step: Step) -
         figs.add("detect.catalog_peak_rss_mb", "detect, whole catalog, peak RSS", "MiB", o.peak_rss_mb, better="lower")
         step(f"detect run {r + 1}: whole catalog again, over the same snapshot")
         o = runner.call("detect", {"lake": str(sc.lake)})
-        figs.add("detect.catalog_cached_s", "detect, whole catalog, again over the same snapshot (issuance cached)",
+        figs.add("detect.catalog_cached_s", "detect, whole catalog, again over the same snapshot (issuance, revocations cached)",
                  "s", o.result["seconds"], better="lower")
         step(f"detect run {r + 1}: decisionpath detect --full (alerts and paths written)")
         _uncached(sc.lake)

@@ -17,7 +17,7 @@ DETECTION = Detection(
     maestro=("L4",), ai_rmf=("MANAGE 4.1",),
     thresholds=(Threshold("revocation_grace_s", 30, "s", "time a revocation takes to reach every relying party"),),
 )
-SHARED_READS = ("int_credential_issued",)  # computed first in a catalog run (share_for)
+SHARED_READS = ("int_credential_issued", "int_credential_revoked")  # had first in a catalog run (share_for)
 
 # The late uses first, against the revocations alone; the issuance (evidence, and a credential must have one)
 # is joined to those few rows only, not to every use of the lake. The revocations are hashed (`build_right`), not

@@ -1,4 +1,4 @@
-"""The shared issuance cached per snapshot and carried forward (``analytics.issuance_cache``).
+"""The shared issuance and revocations cached per snapshot and carried forward (``analytics.shared_cache``).
 
 Each test compares the cached, carried or recomputed rows with the lake view computed from scratch on the same
 snapshot: the cache may only ever change how fast the rows come, never which rows.
@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from analytics import issuance_cache
+from analytics import shared_cache
 from analytics.detect import connect, detect_findings
 from analytics.detectors import REGISTRY
 from analytics.detectors.base import ev
@@ -23,15 +23,18 @@ from analytics.lake import share
 from tests.test_detect_detectors import write_lake
 
 ACTS = ("token.issued", "token.exchanged", "token.refreshed", "svid.minted", "role.assumed", "session.started")
+ENDS = ("token.revoked", "secret.revoked", "session.ended")
+ISSUED, REVOKED = "int_credential_issued", "int_credential_revoked"
+VIEWS = pytest.mark.parametrize("name", [ISSUED, REVOKED])
 
 
 def issuance(rnd: random.Random, creds: range, t0: float, span: float, tag: str) -> list[dict[str, Any]]:
-    """Issuance records (some repeated, some failed, some tied on time) and a use of each credential."""
+    """Issuance and revocation records (some repeated, some failed, some tied on time) and a use of each credential."""
     out = []
     for c in creds:
         for k in range(rnd.choice((1, 1, 2, 3))):
             out.append({"t": t0 + float(rnd.randrange(0, int(span))), "event_id": f"{tag}{rnd.randrange(10**6):06d}-{c}-{k}",
-                        "activity": rnd.choice(ACTS), "category": "credential", "credential_id": f"c{c}",
+                        "activity": rnd.choice(ACTS + ENDS), "category": "credential", "credential_id": f"c{c}",
                         "actor_id": f"agent/{k}", "target_id": f"role/{c}", "scope": ["read", f"s{k}"],
                         "outcome": rnd.choice(("success", None, "failure"))})
         out.append(ev(t0 + span, f"{tag}use-{c}", "tool.invoked", credential_id=f"c{c}", actor_id="agent/u"))
@@ -42,42 +45,45 @@ def rows(con: Any, view: str) -> list[tuple[Any, ...]]:
     return sorted(con.execute(f"SELECT * FROM {view}").fetchall(), key=repr)  # noqa: S608 - test constants
 
 
-def same_as_the_lake(con: Any) -> list[tuple[Any, ...]]:
+def same_as_the_lake(con: Any, name: str = ISSUED) -> list[tuple[Any, ...]]:
     """The cached view's rows, checked against the lake view computed on the same connection's snapshot."""
-    got = rows(con, "shared_int_credential_issued")
-    assert got == rows(con, "int_credential_issued") != []
+    got = rows(con, f"shared_{name}")
+    assert got == rows(con, name) != []
     return got
 
 
-def test_a_later_snapshot_carries_the_cached_rows_forward(tmp_path: Path) -> None:
+@VIEWS
+def test_a_later_snapshot_carries_the_cached_rows_forward(tmp_path: Path, name: str) -> None:
     """The second snapshot adds files holding earlier and later records of cached credentials, failed ones, ties and
     new credentials: it reads the first snapshot's file plus the new files' issuance, with exactly the rows of the
     view. Ranking the new records alone, or keeping the cached row whatever comes, fails this test."""
     rnd = random.Random(7)
     write_lake(tmp_path, issuance(rnd, range(0, 120), 100.0, 50.0, "a"))
     con = connect(tmp_path)
-    assert issuance_cache.attach(con) == "computed"
-    same_as_the_lake(con)
+    assert shared_cache.attach(con, name) == "computed"
+    same_as_the_lake(con, name)
     # earlier (t 0-99) and later (t 150-199) records of the same credentials, and new ones
     write_lake(tmp_path, issuance(rnd, range(60, 200), 0.0, 200.0, "b")
-               + [ev(100.0, "b-tie-2", "token.issued", category="credential", credential_id="c5", actor_id="agent/t"),
-                  ev(100.0, "a-tie-1", "token.issued", category="credential", credential_id="c5", actor_id="agent/t")])
+               + [ev(100.0, f"b-tie-2-{a}", a, category="credential", credential_id="c5", actor_id="agent/t")
+                  for a in ("token.issued", "token.revoked")]
+               + [ev(100.0, f"a-tie-1-{a}", a, category="credential", credential_id="c5", actor_id="agent/t")
+                  for a in ("token.issued", "token.revoked")])
     con = connect(tmp_path)
-    assert issuance_cache.attach(con) == "carried"
-    assert con.execute("SELECT count(*) FROM shared_issued_delta").fetchone()[0] > 0
-    got = same_as_the_lake(con)
+    assert shared_cache.attach(con, name) == "carried"
+    assert con.execute(f"SELECT count(*) FROM shared_{name}_delta").fetchone()[0] > 0  # noqa: S608 - test constant
+    got = same_as_the_lake(con, name)
     assert len({r[0] for r in got}) == len(got)  # one row per credential
     # the next connection on this snapshot reads the same (carried) rows again
     con = connect(tmp_path)
-    assert issuance_cache.attach(con) in ("cached", "carried")
-    assert same_as_the_lake(con) == got
+    assert shared_cache.attach(con, name) in ("cached", "carried")
+    assert same_as_the_lake(con, name) == got
 
 
 def test_the_same_snapshot_reads_its_file_and_not_the_lake(tmp_path: Path) -> None:
     write_lake(tmp_path, issuance(random.Random(1), range(40), 0.0, 30.0, "a"))
-    assert issuance_cache.attach(connect(tmp_path)) == "computed"
+    assert shared_cache.attach(connect(tmp_path)) == "computed"
     con = connect(tmp_path)
-    assert issuance_cache.attach(con) == "cached"
+    assert shared_cache.attach(con) == "cached"
     want = rows(con, "int_credential_issued")
     (tmp_path / "events").rename(tmp_path / "gone")  # the cached rows need none of the lake's files
     assert rows(con, "shared_int_credential_issued") == want != []
@@ -89,49 +95,55 @@ def test_a_snapshot_that_lost_a_file_computes_again(tmp_path: Path) -> None:
 
     rnd = random.Random(2)
     write_lake(tmp_path, issuance(rnd, range(50), 0.0, 30.0, "a"))
-    issuance_cache.attach(connect(tmp_path))
+    shared_cache.attach(connect(tmp_path))
     write_lake(tmp_path, issuance(rnd, range(30, 80), 0.0, 30.0, "b"))
     assert Lake(tmp_path).compact()["rewritten"] >= 1
     con = connect(tmp_path)
-    assert issuance_cache.attach(con) == "computed"
+    assert shared_cache.attach(con) == "computed"
     same_as_the_lake(con)
 
 
 def test_many_carried_rows_are_written_for_the_new_snapshot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     rnd = random.Random(3)
     write_lake(tmp_path, issuance(rnd, range(50), 10.0, 30.0, "a"))
-    issuance_cache.attach(connect(tmp_path))
+    shared_cache.attach(connect(tmp_path))
     write_lake(tmp_path, issuance(rnd, range(25, 90), 0.0, 60.0, "b"))
-    monkeypatch.setattr(issuance_cache, "REBASE", 0.0)
+    monkeypatch.setattr(shared_cache, "REBASE", 0.0)
     con = connect(tmp_path)
-    assert issuance_cache.attach(con) == "carried"
-    files = sorted(p.name for p in (tmp_path / "marts" / issuance_cache.ROOT).glob("v*.parquet"))
+    assert shared_cache.attach(con) == "carried"
+    files = sorted(p.name for p in (tmp_path / "marts" / shared_cache.ROOT / ISSUED).glob("v*.parquet"))
     assert len(files) == 2  # the first snapshot's and the new one's
     (view,) = con.execute("SELECT sql FROM duckdb_views() WHERE view_name = 'shared_int_credential_issued'").fetchone()
-    assert files[-1] in view and "shared_issued_delta" not in view  # the new file alone
+    assert files[-1] in view and "_delta" not in view  # the new file alone
     same_as_the_lake(con)
     con = connect(tmp_path)
-    assert issuance_cache.attach(con) == "cached"
+    assert shared_cache.attach(con) == "cached"
     same_as_the_lake(con)
 
 
-def test_an_unusable_cache_keeps_the_rows_in_memory(tmp_path: Path) -> None:
-    """A cache directory that cannot be made (here a file stands in its place) costs nothing but the cache."""
+def test_an_unusable_cache_keeps_the_issuance_in_memory_and_leaves_the_revocations(tmp_path: Path) -> None:
+    """A cache directory that cannot be made (here a file stands in its place) costs nothing but the cache: the
+    issuance is kept in memory, the revocations are not shared (their one reader computes them)."""
+    from analytics.lake import is_shared
+
     write_lake(tmp_path, issuance(random.Random(4), range(30), 0.0, 30.0, "a"))
     (tmp_path / "marts").mkdir()
-    (tmp_path / "marts" / issuance_cache.ROOT).write_text("not a directory")
+    (tmp_path / "marts" / shared_cache.ROOT).write_text("not a directory")
     con = connect(tmp_path)
-    assert issuance_cache.attach(con) is None
-    share(con, "int_credential_issued")
+    assert shared_cache.attach(con, ISSUED) is None and shared_cache.attach(con, REVOKED) is None
+    share(con, f"{ISSUED} {REVOKED}")
     assert con.execute("SELECT database_name FROM duckdb_tables() WHERE table_name = 'shared_int_credential_issued'"
                        ).fetchall() == [("dp_kept",)]
     same_as_the_lake(con)
+    assert is_shared(con, ISSUED) and not is_shared(con, REVOKED)
+    assert not con.execute("SELECT * FROM duckdb_views() WHERE view_name LIKE 'shared_int_credential_revoked%'"
+                           ).fetchall()
 
 
 def test_prune_keeps_the_newest_snapshots_and_any_file_in_use(tmp_path: Path) -> None:
     root = tmp_path / "issued"
     root.mkdir()
-    old = time.time() - 2 * issuance_cache.GRACE_S
+    old = time.time() - 2 * shared_cache.GRACE_S
     for v in range(1, 6):
         for suffix in (".parquet", ".files.json"):
             p = root / f"v{v:012d}-abc{suffix}"
@@ -142,7 +154,7 @@ def test_prune_keeps_the_newest_snapshots_and_any_file_in_use(tmp_path: Path) ->
     stale = root / ".dead.tmp"
     stale.write_text("x")
     os.utime(stale, (old, old))
-    issuance_cache._prune(root, "abc")
+    shared_cache._prune(root, "abc")
     assert sorted(p.name for p in root.iterdir()) == [
         "v000000000001-other.parquet", "v000000000002-abc.parquet",
         "v000000000004-abc.files.json", "v000000000004-abc.parquet",
@@ -158,9 +170,14 @@ def test_the_catalog_finds_the_same_with_the_cache_and_without(tmp_path: Path, m
                    credential_parent_id=e.get("credential_parent_id") and f"{i}:{e['credential_parent_id']}")
               for i, ex in enumerate(ex for m in REGISTRY for ex in m.EXAMPLES) for e in ex.events]
     half = len(events) // 2
-    hows: list[str | None] = []
-    attach = issuance_cache.attach
-    monkeypatch.setattr(issuance_cache, "attach", lambda con: hows.append(attach(con)) or hows[-1])
+    hows: list[tuple[str, str | None]] = []
+    attach = shared_cache.attach
+
+    def recorded(con: Any, name: str) -> str | None:
+        hows.append((name, attach(con, name)))
+        return hows[-1][1]
+
+    monkeypatch.setattr(shared_cache, "attach", recorded)
 
     def run() -> list[dict[str, Any]]:  # in a stable order: DP-DG-2 lists its findings in the order rows come
         return sorted((dataclasses.asdict(f) for f in detect_findings(connect(tmp_path))), key=repr)
@@ -169,7 +186,8 @@ def test_the_catalog_finds_the_same_with_the_cache_and_without(tmp_path: Path, m
     first = run()
     write_lake(tmp_path, events[half:])
     carried = run()
-    assert hows == ["computed", "carried"]
+    want = sorted((n, h) for n in (ISSUED, REVOKED) for h in ("computed", "carried"))
+    assert sorted(hows) == want
     monkeypatch.setattr(lake, "_CARRIED", {})
     assert run() == carried != first
-    assert hows == ["computed", "carried"] and len(carried) > 20
+    assert sorted(hows) == want and len(carried) > 20
