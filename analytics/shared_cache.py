@@ -50,6 +50,7 @@ b AS (SELECT * FROM read_parquet($base))
 SELECT * FROM (SELECT * FROM b SEMI JOIN n USING (credential_id) UNION ALL SELECT * FROM n)
 QUALIFY row_number() OVER (PARTITION BY credential_id ORDER BY {t}, {e}) = 1
 """
+CARRY_SQL: dict[str, str] = {n: _CARRY.format(name=n, t=t, e=e) for n, (t, e) in RANKED.items()}
 
 
 def attach(con: duckdb.DuckDBPyConnection, name: str = "int_credential_issued") -> str | None:
@@ -133,8 +134,7 @@ def _carry(con: duckdb.DuckDBPyConnection, name: str, base: Path, added: list[st
     if n != 1:
         raise ValueError(f"{name} must read events exactly once to be carried forward")
     con.execute(f"CREATE OR REPLACE TEMP MACRO dp_{name}_in(files, ids) AS TABLE {body}")
-    t, e = RANKED[name]
-    keep(con, f"shared_{name}_delta", _CARRY.format(name=name, t=t, e=e), {"files": added, "base": str(base)})
+    keep(con, f"shared_{name}_delta", CARRY_SQL[name], {"files": added, "base": str(base)})
     _view(con, f"shared_{name}", base, carried=True)
 
 
