@@ -462,7 +462,9 @@ _CARRIED: dict[str, Callable[[duckdb.DuckDBPyConnection, str], str | None]] = {
 
 
 def share(con: duckdb.DuckDBPyConnection, sql: str) -> None:
-    """Share, once on this connection, each ``SHARED`` view that ``sql`` reads (shadowed by a temp view).
+    """Share, once on this connection, each ``SHARED`` view that ``sql`` reads (shadowed by a temp view): read from
+    the snapshot's cache (``analytics.shared_cache``), or else kept in memory, except the ``_CACHED_ONLY`` views,
+    which are then left as they are.
 
     Without it every detector reading ``int_credential_issued`` re-aggregates the whole lake's issuance records
     (seven of the catalog do). The rows are the same; the snapshot is the connection's, so nothing goes stale.

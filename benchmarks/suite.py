@@ -315,7 +315,10 @@ def _check_landed(read: int, produced: int, what: str, notes: list[str]) -> None
 def _uncached(lake: Path) -> None:
     """Remove the detect runs' caches (``analytics.shared_cache``): each timed run computes them, as the first run
     over a new snapshot does; ``detect.catalog_cached_s`` is the run that reads them."""
-    shutil.rmtree(lake / "marts" / "shared", ignore_errors=True)
+    from analytics.lake import MART_CACHE
+    from analytics.shared_cache import ROOT
+
+    shutil.rmtree(lake / MART_CACHE / ROOT, ignore_errors=True)
 
 
 def _detect(sc: Scale, repeat: int, runner: Runner, figs: Figures, step: Step) -> dict[str, Any]:
