@@ -64,33 +64,53 @@ def attach(con: duckdb.DuckDBPyConnection, name: str = "int_credential_issued") 
     if snap is None or snap[1] < 0 or facts is None or not facts.uris:
         return None
     root, version, fp = snap[0] / MART_CACHE / ROOT / name, snap[1], _mart_fingerprint()
-    view = f"shared_{name}"
+    base: tuple[Path, list[str]] | None = None
     try:
         root.mkdir(parents=True, exist_ok=True)
         base = _base(root, fp, version, set(facts.uris))
-        if base is None:
-            path = _write(con, root, version, fp, facts.uris, f"SELECT * FROM {name}")  # noqa: S608 - RANKED's
-            how = "computed"
-        else:
-            path, added = base
-            _touch(path)
-            _touch(path.with_suffix(".files.json"))
-            how = "cached" if not added else "carried"
-        if how == "carried":
-            _carry(con, name, path, added)
-            rows = con.execute(f"SELECT count(*) FROM {view}_delta").fetchone()[0]  # noqa: S608 - RANKED's
-            cached = pq.ParquetFile(path).metadata.num_rows
-            if rows > REBASE * max(cached, 1):
-                path = _write(con, root, version, fp, facts.uris, f"SELECT * FROM {view}")  # noqa: S608
-                _view(con, view, path, carried=False)
-        else:
-            _view(con, view, path, carried=False)
-        _prune(root, fp)
+        how = _attach(con, name, root, version, fp, facts.uris, base)
     except (OSError, ValueError, duckdb.Error) as e:
-        log.info("cache of %s under %s not used (%s)", name, root, e)
-        con.execute(f"DROP VIEW IF EXISTS {view}")  # noqa: S608 - RANKED's
-        return None
+        if base is None:
+            return _unused(con, name, root, e)
+        # The cached file could not be read (truncated, overwritten): drop it, so that no later run trusts it
+        # either, and compute the rows again.
+        log.info("cached %s unreadable (%s); computing it again", base[0], e)
+        for p in (base[0], base[0].with_suffix(".files.json")):
+            p.unlink(missing_ok=True)
+        try:
+            how = _attach(con, name, root, version, fp, facts.uris, None)
+        except (OSError, ValueError, duckdb.Error) as e2:
+            return _unused(con, name, root, e2)
+    _prune(root, fp)
     return how
+
+
+def _attach(con: duckdb.DuckDBPyConnection, name: str, root: Path, version: int, fp: str, uris: list[str],
+            base: tuple[Path, list[str]] | None) -> str:
+    """``attach`` from ``base`` (a cached file and the files added since), or computing the rows when it is None."""
+    view = f"shared_{name}"
+    if base is None:
+        path = _write(con, root, version, fp, uris, f"SELECT * FROM {name}")  # noqa: S608 - RANKED's
+        _view(con, view, path, carried=False)
+        return "computed"
+    path, added = base
+    _touch(path)
+    _touch(path.with_suffix(".files.json"))
+    if not added:
+        _view(con, view, path, carried=False)
+        return "cached"
+    _carry(con, name, path, added)
+    rows = con.execute(f"SELECT count(*) FROM {view}_delta").fetchone()[0]  # noqa: S608 - RANKED's
+    if rows > REBASE * max(pq.ParquetFile(path).metadata.num_rows, 1):
+        path = _write(con, root, version, fp, uris, f"SELECT * FROM {view}")  # noqa: S608 - RANKED's
+        _view(con, view, path, carried=False)
+    return "carried"
+
+
+def _unused(con: duckdb.DuckDBPyConnection, name: str, root: Path, e: Exception) -> None:
+    log.info("cache of %s under %s not used (%s)", name, root, e)
+    con.execute(f"DROP VIEW IF EXISTS shared_{name}")  # noqa: S608 - RANKED's
+    return None
 
 
 def _base(root: Path, fp: str, version: int, current: set[str]) -> tuple[Path, list[str]] | None:
