@@ -11,8 +11,14 @@ list of the snapshot's data files beside it (``.files.json``), and reads them th
 (``shared_<view>``). A later snapshot whose files include every file of a cached one reads that file too and
 computes only the rows of the files added since (``carried``): the credentials they name are ranked again with
 their cached row, in memory; once they hold more than ``REBASE`` of the cached rows, the merged rows are written
-for the new snapshot. A snapshot that lost a file (a compaction rewrote a day) computes everything again
-(``computed``). Same snapshot, same file (``cached``).
+for the new snapshot. Same snapshot, same file (``cached``).
+
+A compaction (``Lake.compact``) replaces a day's files with one holding the same rows, so a snapshot after one no
+longer holds the cached snapshot's files, though it holds all their rows. The Delta log says which files each
+commit removed and added: a file ``compact`` wrote from cached files only holds cached rows and is not read again;
+one it wrote from cached and newer files is read as a new file (a credential's first record is the same counted
+twice). Any other commit that removed a cached file (a delete, another tool's rewrite), or a commit missing from
+the log, makes the run compute everything again (``computed``).
 
 Best effort, like every cache of the lake: a read-only or full disk, or a damaged file, makes ``attach`` return
 None (the caller keeps the issuance in memory as before, and computes the revocations inside the pass that reads
@@ -29,6 +35,7 @@ import re
 import time
 import uuid
 from pathlib import Path
+from urllib.parse import unquote
 
 import duckdb
 import pyarrow.parquet as pq
@@ -67,7 +74,7 @@ def attach(con: duckdb.DuckDBPyConnection, name: str = "int_credential_issued") 
     base: tuple[Path, list[str]] | None = None
     try:
         root.mkdir(parents=True, exist_ok=True)
-        base = _base(root, fp, version, set(facts.uris))
+        base = _base(root, fp, version, facts.uris, snap[0] / "events" / "_delta_log")
         how = _attach(con, name, root, version, fp, facts.uris, base)
     except (OSError, ValueError, duckdb.Error) as e:
         if base is None:
@@ -113,22 +120,53 @@ def _unused(con: duckdb.DuckDBPyConnection, name: str, root: Path, e: Exception)
     return None
 
 
-def _base(root: Path, fp: str, version: int, current: set[str]) -> tuple[Path, list[str]] | None:
-    """The newest cached file of a snapshot at or before ``version`` whose files are all in ``current``, with the
-    files added since (snapshot order does not matter: the view ranks by time and id)."""
+def _base(root: Path, fp: str, version: int, uris: list[str], log_dir: Path) -> tuple[Path, list[str]] | None:
+    """The newest cached file of a snapshot at or before ``version`` whose rows are all in this snapshot's files
+    (``uris``), with the files whose rows it may lack (snapshot order does not matter: the view ranks by time and
+    id). Its rows are when every file it lists is still here, or when only ``compact`` removed them since."""
     found = []
     for p in root.iterdir():
         m = _NAME.match(p.name)
         if m and m.group(2) == fp and int(m.group(1)) <= version:
             found.append((int(m.group(1)), p))
-    for _, p in sorted(found, reverse=True)[:3]:
+    current = set(uris)
+    for v, p in sorted(found, reverse=True)[:3]:
         try:
             listed = set(json.loads(p.with_suffix(".files.json").read_text()))
         except (OSError, ValueError):
             continue
         if listed <= current:
             return p, sorted(current - listed)
+        covered = _covered(log_dir, v, version, {_file(u) for u in listed})
+        if covered is not None:
+            return p, sorted(u for u in current if _file(u) not in covered)
     return None
+
+
+def _file(path: str) -> str:
+    """A data file's name, from a uri or a log path (relative, maybe percent-encoded): unique, a UUID each."""
+    return unquote(path.rsplit("/", 1)[-1])
+
+
+def _covered(log_dir: Path, since: int, until: int, listed: set[str]) -> set[str] | None:
+    """The data files (by name) holding only rows of the snapshot at version ``since``, whose files were
+    ``listed``: those and what ``compact`` made of only those in the commits up to ``until``. None when one of
+    those commits removed such a file otherwise, or is not in the log as a JSON commit."""
+    covered = set(listed)
+    for v in range(since + 1, until + 1):
+        try:
+            actions = [json.loads(line) for line in (log_dir / f"{v:020d}.json").read_text().splitlines()
+                       if line.strip()]
+        except (OSError, ValueError):
+            return None
+        removed = {_file(a["remove"]["path"]) for a in actions if "remove" in a}
+        if not removed & covered:
+            continue  # an append, or a compaction of newer files only
+        if not any(a.get("commitInfo", {}).get("decisionpath.operation") == "compact" for a in actions):
+            return None  # rows of the cached snapshot may be gone
+        if removed <= covered:
+            covered |= {_file(a["add"]["path"]) for a in actions if "add" in a}
+    return covered
 
 
 def _write(con: duckdb.DuckDBPyConnection, root: Path, version: int, fp: str, uris: list[str], sql: str) -> Path:

@@ -89,18 +89,58 @@ def test_the_same_snapshot_reads_its_file_and_not_the_lake(tmp_path: Path) -> No
     assert rows(con, "shared_int_credential_issued") == want != []
 
 
-def test_a_snapshot_that_lost_a_file_computes_again(tmp_path: Path) -> None:
-    """A compaction replaces a day's files: no cached snapshot's files are all still there, so nothing is carried."""
+@VIEWS
+def test_a_compaction_of_cached_files_reads_nothing_again(tmp_path: Path, name: str) -> None:
+    """``compact`` replaced every cached file by files holding the same rows: the cached rows serve as they are,
+    and the files appended after the compaction are the only ones read."""
     from ingest.lake import Lake
 
     rnd = random.Random(2)
     write_lake(tmp_path, issuance(rnd, range(50), 0.0, 30.0, "a"))
-    shared_cache.attach(connect(tmp_path))
     write_lake(tmp_path, issuance(rnd, range(30, 80), 0.0, 30.0, "b"))
+    shared_cache.attach(connect(tmp_path), name)
     assert Lake(tmp_path).compact()["rewritten"] >= 1
     con = connect(tmp_path)
-    assert shared_cache.attach(con) == "computed"
-    same_as_the_lake(con)
+    assert shared_cache.attach(con, name) == "cached"
+    same_as_the_lake(con, name)
+    write_lake(tmp_path, issuance(rnd, range(70, 90), 0.0, 60.0, "c"))
+    con = connect(tmp_path)
+    assert shared_cache.attach(con, name) == "carried"
+    same_as_the_lake(con, name)
+    delta = {r[0] for r in con.execute(f"SELECT credential_id FROM shared_{name}_delta").fetchall()}  # noqa: S608
+    assert delta and delta <= {f"c{c}" for c in range(70, 90)}  # the compacted files were not read
+
+
+@VIEWS
+def test_a_compaction_of_cached_and_newer_files_reads_the_compacted_file(tmp_path: Path, name: str) -> None:
+    """A day's cached file compacted together with a newer one: the new file holds new rows besides cached ones and
+    is read like any new file (new credentials and earlier records of cached ones included)."""
+    from ingest.lake import Lake
+
+    rnd = random.Random(2)
+    write_lake(tmp_path, issuance(rnd, range(50), 10.0, 30.0, "a"))
+    shared_cache.attach(connect(tmp_path), name)
+    write_lake(tmp_path, issuance(rnd, range(30, 80), 0.0, 40.0, "b"))
+    assert Lake(tmp_path).compact()["rewritten"] >= 1
+    con = connect(tmp_path)
+    assert shared_cache.attach(con, name) == "carried"
+    same_as_the_lake(con, name)
+
+
+@VIEWS
+def test_a_snapshot_that_lost_rows_computes_again(tmp_path: Path, name: str) -> None:
+    """Another commit removed a cached file (here a Delta delete rewrote it without some records): the cached
+    rows may name records the lake no longer holds, so nothing is carried."""
+    from deltalake import DeltaTable
+
+    rnd = random.Random(4)
+    write_lake(tmp_path, issuance(rnd, range(50), 0.0, 30.0, "a"))
+    shared_cache.attach(connect(tmp_path), name)
+    DeltaTable(str(tmp_path / "events")).delete("credential_id = 'c1' OR credential_id = 'c2'")
+    con = connect(tmp_path)
+    assert shared_cache.attach(con, name) == "computed"
+    got = same_as_the_lake(con, name)
+    assert not {"c1", "c2"} & {r[0] for r in got}
 
 
 def test_many_carried_rows_are_written_for_the_new_snapshot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
