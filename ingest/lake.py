@@ -273,14 +273,23 @@ class Lake:
         if t is None:
             return {"days": 0, "rewritten": 0, "files_before": 0, "files_after": 0}
         all_days = sorted({p["day"] for p in t.partitions()}) if days is None else list(days)
+        for day in all_days:
+            if not _DAY.match(day):
+                raise DecisionPathError(f"unexpected partition value {day!r} in {self.events_path}")
         before = len(t.file_uris())
+        # The days with work to do, from this snapshot's file list: loading the table again per day cost ~7 ms a day
+        # (5.5 s on a lake of 743 days with nothing to do, as every `schedule --compact` step found it).
+        by_day: dict[str, list[str]] = {}
+        adds = t.get_add_actions(flatten=True)
+        for path, d in zip(pa.chunked_array(adds.column("path")).to_pylist(),
+                           pa.chunked_array(adds.column("partition.day")).to_pylist(), strict=True):
+            by_day.setdefault(d, []).append(path)
+        todo = [d for d in all_days if len(by_day.get(d, ())) > 1 or not all(map(_compacted, by_day.get(d, ())))]
         rewritten = 0
         with tempfile.TemporaryDirectory(prefix="decisionpath-compact-") as spill:
             con = duckdb.connect(config={"memory_limit": memory_limit, "temp_directory": spill})
             try:
-                for day in all_days:
-                    if not _DAY.match(day):
-                        raise DecisionPathError(f"unexpected partition value {day!r} in {self.events_path}")
+                for day in todo:
                     # The day's files are read, and removed by name, on one snapshot: a file another writer adds
                     # meanwhile stays as it is, and one another compaction removed meanwhile makes the commit fail.
                     table = self._table(self.events_path)
