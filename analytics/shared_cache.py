@@ -78,7 +78,8 @@ def attach(con: duckdb.DuckDBPyConnection, name: str = "int_credential_issued") 
         how = _attach(con, name, root, version, fp, facts.uris, base)
     except (OSError, ValueError, duckdb.Error) as e:
         if base is None:
-            return _unused(con, name, root, e)
+            _unused(con, name, root, e)
+            return None
         # The cached file could not be read (truncated, overwritten): drop it, so that no later run trusts it
         # either, and compute the rows again.
         log.info("cached %s unreadable (%s); computing it again", base[0], e)
@@ -87,7 +88,8 @@ def attach(con: duckdb.DuckDBPyConnection, name: str = "int_credential_issued") 
         try:
             how = _attach(con, name, root, version, fp, facts.uris, None)
         except (OSError, ValueError, duckdb.Error) as e2:
-            return _unused(con, name, root, e2)
+            _unused(con, name, root, e2)
+            return None
     _prune(root, fp)
     return how
 
@@ -107,7 +109,7 @@ def _attach(con: duckdb.DuckDBPyConnection, name: str, root: Path, version: int,
         _view(con, view, path, carried=False)
         return "cached"
     _carry(con, name, path, added)
-    rows = con.execute(f"SELECT count(*) FROM {view}_delta").fetchone()[0]  # noqa: S608 - RANKED's
+    (rows,) = con.execute(f"SELECT count(*) FROM {view}_delta").fetchall()[0]  # noqa: S608 - RANKED's
     if rows > REBASE * max(pq.ParquetFile(path).metadata.num_rows, 1):
         path = _write(con, root, version, fp, uris, f"SELECT * FROM {view}")  # noqa: S608 - RANKED's
         _view(con, view, path, carried=False)
@@ -117,7 +119,6 @@ def _attach(con: duckdb.DuckDBPyConnection, name: str, root: Path, version: int,
 def _unused(con: duckdb.DuckDBPyConnection, name: str, root: Path, e: Exception) -> None:
     log.info("cache of %s under %s not used (%s)", name, root, e)
     con.execute(f"DROP VIEW IF EXISTS shared_{name}")  # noqa: S608 - RANKED's
-    return None
 
 
 def _base(root: Path, fp: str, version: int, uris: list[str], log_dir: Path) -> tuple[Path, list[str]] | None:
