@@ -1,6 +1,6 @@
 """A lake one scheduled step later: a copy of a lake with the next hours of events appended, for timing the step.
 
-    .venv/bin/python -m benchmarks.increment --lake /tmp/l10m --out /tmp/l10m-next [--hours 6] [--json]
+    .venv/bin/python -m benchmarks.increment --lake /tmp/l10m --out /tmp/l10m-next [--hours 6] [--compact] [--json]
 
 The copy hard-links the data files (a Delta table never rewrites one) and copies the log. The events of the
 lake's last ``--hours`` are appended once more, ``--hours`` later (times and expiries), with new event, credential,
@@ -14,6 +14,10 @@ as the previous scheduled step would have left it. Then time the step from each 
 
 A run that carries the caches writes nothing back unless the new files name more than ``REBASE`` of the cached
 credentials, so every run of the first command carries the same step.
+
+``--compact`` then compacts the days the step wrote into (their files before the step and the step's in one file
+each), as the first ``schedule --compact`` step after midnight compacts the day that has just become settled: the
+step after a compaction, which carries the caches through the Delta log since stop 22.
 """
 
 from __future__ import annotations
@@ -36,8 +40,9 @@ FROM events WHERE time > $since
 """
 
 
-def make(lake: str | Path, out: str | Path, hours: float) -> dict[str, Any]:
-    """Copy ``lake`` to ``out`` (data files hard-linked), cache its issuance, append its last ``hours`` shifted."""
+def make(lake: str | Path, out: str | Path, hours: float, compact: bool = False) -> dict[str, Any]:
+    """Copy ``lake`` to ``out`` (data files hard-linked), cache its issuance, append its last ``hours`` shifted
+    (and with ``compact``, compact the days appended to)."""
     import pyarrow as pa
     from deltalake import write_deltalake
 
@@ -62,8 +67,9 @@ def make(lake: str | Path, out: str | Path, hours: float) -> dict[str, Any]:
     con.close()
     rows = pa.Table.from_batches(rows.to_batches(), rows.schema).select(SCHEMA.names).cast(SCHEMA)
     write_deltalake(str(dst / "events"), rows, mode="append", partition_by=["day"])
+    compacted = Lake(dst).compact(sorted(set(rows.column("day").to_pylist())))["rewritten"] if compact else 0
     return {"lake": str(dst), "cached_version": first, "cache": how, "appended_rows": rows.num_rows,
-            "version": Lake(dst).events_table().version()}
+            "compacted_days": compacted, "version": Lake(dst).events_table().version()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,9 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lake", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--hours", type=float, default=6.0)
+    ap.add_argument("--compact", action="store_true", help="then compact the days appended to")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
-    res = make(a.lake, a.out, a.hours)
+    res = make(a.lake, a.out, a.hours, a.compact)
     print(json.dumps(res) if a.json else "\n".join(f"{k}: {v}" for k, v in res.items()))
     return 0
 

@@ -98,6 +98,15 @@ def test_detect_catalog_script_times_every_detection(scenario, tmp_path: Path, c
 
     assert analytics.lake._CARRIED  # a memory run leaves the process's cache on for what runs next
     assert len({r["findings"] for r in runs}) == 1 and runs[0]["findings"] > 0
+    # the same step with its days compacted: the caches carried through the compaction, the same findings
+    from analytics import shared_cache
+    from analytics.lake import connect
+
+    step = make(tmp_path / "lake", tmp_path / "compacted", hours=1, compact=True)
+    assert step["compacted_days"] >= 1 and step["version"] > step["cached_version"] + 1
+    assert shared_cache.attach(connect(tmp_path / "compacted")) == "carried"
+    assert main(["--lake", str(tmp_path / "compacted"), "--window", "1h", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["findings"] == runs[0]["findings"]
 
 
 def test_reference_detections_script_compares_the_three(scenario, tmp_path: Path, capsys) -> None:
