@@ -546,3 +546,22 @@ def test_first_revocation_breaks_ties_on_time_by_event_id(tmp_path: Path) -> Non
     con = connect(write_lake(tmp_path, events))
     got = dict(con.execute("SELECT credential_id, revoke_event_id FROM int_credential_revoked").fetchall())
     assert got == {f"c{c}": f"r{c}-a" for c in range(40)}
+
+
+def test_first_use_breaks_ties_on_time_by_event_id(tmp_path: Path) -> None:
+    """Two uses of a credential at the same instant, by two callers from two origins: the first use (its caller
+    and its origin) is the one whose event id hashes lower, whatever order the rows come in (time alone picked
+    either, so the credentials mart could name another first user on the same lake)."""
+    from analytics.detectors.base import ev
+
+    events = []
+    for c in range(40):  # several row groups' worth of ties, ids in both orders
+        order = ("a", "b") if c % 2 else ("b", "a")
+        events += [ev(5, f"u{c}-{k}", "tool.invoked", credential_id=f"c{c}", actor_id=f"agent/{k}",
+                      src_workload=f"spiffe://corp.example/{k}", src_ip=f"10.0.0.{1 + (k == 'b')}") for k in order]
+    con = connect(write_lake(tmp_path, events))
+    got = con.execute("SELECT credential_id, used_by, uses FROM int_credential_used").fetchall()
+    first = {c: min("ab", key=lambda k, c=c: con.execute("SELECT hash($e)", {"e": f"u{c}-{k}"}).fetchone()[0])
+             for c in range(40)}
+    assert 0 < sum(k == "a" for k in first.values()) < 40  # both sides of the tie win somewhere
+    assert sorted(got) == sorted((f"c{c}", f"agent/{first[c]}", 2) for c in range(40))

@@ -1,11 +1,14 @@
 -- intermediate: how each credential was used (every event presenting it that neither issues nor revokes it)
--- The first use's columns are taken with one struct arg_min by time (one aggregate instead of one per column).
+-- The first use's columns are taken with one struct arg_min (one aggregate instead of one per column) by time, ties
+-- broken by the event id's hash: the same lake always names the same first use. One HUGEINT key: ranking by the
+-- (time, event_id) struct cost ~2.5 s more on 10M events, this ~0.4 s (time alone picked either of two tied uses).
 WITH per_origin AS MATERIALIZED (
     SELECT credential_id, src_workload, src_ip, count(*) AS uses, min(time) AS first_use, max(time) AS last_use,
            max(credential_expires_at) AS seen_expires_at,
            arg_min({'actor_id': actor_id, 'actor_type': actor_type, 'credential_type': credential_type,
                     'on_behalf_of': on_behalf_of, 'delegation_chain': delegation_chain, 'scope': scope,
-                    'task_id': task_id}, time) AS r
+                    'task_id': task_id}, epoch_us(time)::HUGEINT * 18446744073709551616 + hash(event_id)) AS r,
+           min(epoch_us(time)::HUGEINT * 18446744073709551616 + hash(event_id)) AS first_key
     FROM events
     WHERE credential_id IS NOT NULL AND (ids IS NULL OR credential_id IN (SELECT unnest(ids)))
       AND activity NOT IN ('session.started', 'token.issued', 'token.exchanged', 'token.refreshed', 'svid.minted',
@@ -19,7 +22,7 @@ WITH per_origin AS MATERIALIZED (
         max(last_use) AS last_use,
         max(seen_expires_at) AS seen_expires_at,
         -- the origin of the first use; its record is joined back below (cheaper than arg_min over the record)
-        arg_min({'w': src_workload, 'i': src_ip}, first_use) AS first_origin,
+        arg_min({'w': src_workload, 'i': src_ip}, first_key) AS first_origin,
         list({'workload': src_workload, 'ip': src_ip, 'uses': uses} ORDER BY uses DESC, src_workload, src_ip)
             AS uses_by_origin,
         count(DISTINCT src_workload)::BIGINT AS workloads,
