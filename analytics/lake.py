@@ -433,6 +433,9 @@ def _shadow(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def _compute_marts(con: duckdb.DuckDBPyConnection) -> None:
+    # The credentials mart reads the issuance and revocations that detect runs share: from the snapshot's cache
+    # (computed and cached here for the next detect run when none serves), never kept in memory for this one read.
+    share(con, " ".join(SHARED), cached_only=frozenset(SHARED))
     keep(con, "mat_credentials", "SELECT * FROM credentials ORDER BY holder, credential_id")
     keep(con, "mat_policy_versions", "SELECT * FROM policy_versions")
     _shadow(con)  # `delegations` below reads the in-memory credentials
@@ -461,9 +464,9 @@ _CARRIED: dict[str, Callable[[duckdb.DuckDBPyConnection, str], str | None]] = {
     "int_credential_issued": _carried, "int_credential_revoked": _carried}
 
 
-def share(con: duckdb.DuckDBPyConnection, sql: str) -> None:
+def share(con: duckdb.DuckDBPyConnection, sql: str, cached_only: frozenset[str] = _CACHED_ONLY) -> None:
     """Share, once on this connection, each ``SHARED`` view that ``sql`` reads (shadowed by a temp view): read from
-    the snapshot's cache (``analytics.shared_cache``), or else kept in memory, except the ``_CACHED_ONLY`` views,
+    the snapshot's cache (``analytics.shared_cache``), or else kept in memory, except the ``cached_only`` views,
     which are then left as they are.
 
     Without it every detector reading ``int_credential_issued`` re-aggregates the whole lake's issuance records
@@ -479,7 +482,7 @@ def share(con: duckdb.DuckDBPyConnection, sql: str) -> None:
             how = _CARRIED[name](con, name) if name in _CARRIED else None
             log.info("%s: %s", name, how or ("not shared" if name in _CACHED_ONLY else "kept in memory"))
             if how is None:
-                if name in _CACHED_ONLY:
+                if name in cached_only:
                     continue
                 keep(con, f"shared_{name}", f"SELECT * FROM {name}")  # noqa: S608
             con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM shared_{name}")  # noqa: S608

@@ -245,3 +245,23 @@ def test_a_damaged_cached_file_is_computed_again_and_replaced(tmp_path: Path, na
     assert shared_cache.attach(con, name) == "computed"
     same_as_the_lake(con, name)
     assert shared_cache.attach(connect(tmp_path), name) == "cached"
+
+
+def test_the_marts_read_the_shared_caches_and_leave_them_for_detect(tmp_path: Path) -> None:
+    """Preparing a snapshot (``materialize``: the credentials mart) has the issuance and revocations through the
+    shared cache: a detect run after it reads them cached, and the mart computed over cached or carried rows holds
+    exactly the rows of the mart computed from the lake."""
+    from analytics.lake import connect, is_shared, materialize
+
+    rnd = random.Random(5)
+    write_lake(tmp_path, issuance(rnd, range(60), 0.0, 40.0, "a"))
+    for step in range(2):  # computed (and cached), then carried to the next snapshot
+        con = connect(tmp_path)
+        want = rows(con, "credentials")  # the view, before anything is shared on this connection
+        materialize(con)
+        assert is_shared(con, ISSUED) and is_shared(con, REVOKED)
+        assert rows(con, "mat_credentials") == want != []
+        for name in (ISSUED, REVOKED):  # left for the next detect run on this snapshot
+            assert shared_cache.attach(connect(tmp_path), name) == "cached"
+        if step == 0:
+            write_lake(tmp_path, issuance(rnd, range(40, 90), 0.0, 60.0, "b"))
