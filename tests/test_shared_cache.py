@@ -111,6 +111,22 @@ def test_a_compaction_of_cached_files_reads_nothing_again(tmp_path: Path, name: 
     assert delta and delta <= {f"c{c}" for c in range(70, 90)}  # the compacted files were not read
 
 
+def test_a_compaction_too_many_commits_back_computes_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The log is read only up to ``MAX_WALK`` commits back: a cache older than that is not carried through a
+    compaction (computing costs less than reading a week of commits)."""
+    from ingest.lake import Lake
+
+    rnd = random.Random(6)
+    write_lake(tmp_path, issuance(rnd, range(50), 0.0, 30.0, "a"))
+    write_lake(tmp_path, issuance(rnd, range(30, 80), 0.0, 30.0, "b"))
+    shared_cache.attach(connect(tmp_path))
+    assert Lake(tmp_path).compact()["rewritten"] >= 1
+    monkeypatch.setattr(shared_cache, "MAX_WALK", 0)
+    con = connect(tmp_path)
+    assert shared_cache.attach(con) == "computed"
+    same_as_the_lake(con)
+
+
 @VIEWS
 def test_a_compaction_of_cached_and_newer_files_reads_the_compacted_file(tmp_path: Path, name: str) -> None:
     """A day's cached file compacted together with a newer one: the new file holds new rows besides cached ones and
