@@ -126,9 +126,13 @@ def test_compact_cli_caches_the_new_snapshots_marts(scenario, tmp_path):
     out = orjson.loads(cli("compact", "--lake", str(lake_dir), "--json").stdout)
     assert out["rewritten"] == 0 and out["files_after"] == out["files_before"]  # every day already compacted
     marts = lake_dir / "marts"
-    assert [p.name for p in marts.iterdir()] == [out["marts"].rsplit("/", 1)[1]]
+    assert sorted(p.name for p in marts.iterdir()) == sorted([out["marts"].rsplit("/", 1)[1], "shared"])
     version = Lake(lake_dir).events_table().version()
     assert out["marts"].rsplit("/", 1)[1].startswith(f"v{version:012d}-")  # the snapshot after compaction
+    # the detections' shared issuance and revocations, left by the credentials mart for the next detect run
+    assert {p.name.split("-")[0] for p in (marts / "shared").glob("*/v*.parquet")} == {f"v{version:012d}"}
+    assert {p.parent.name for p in (marts / "shared").glob("*/v*.parquet")} == {
+        "int_credential_issued", "int_credential_revoked"}
     cached = {p.name for p in (marts / out["marts"].rsplit("/", 1)[1]).iterdir()}
     # every snapshot cache (analytics.snapshot.prepare): marts, id index, overview aggregates, path tables
     assert {n for n in cached if "-" not in n} == {
