@@ -565,3 +565,20 @@ def test_first_use_breaks_ties_on_time_by_event_id(tmp_path: Path) -> None:
              for c in range(40)}
     assert 0 < sum(k == "a" for k in first.values()) < 40  # both sides of the tie win somewhere
     assert sorted(got) == sorted((f"c{c}", f"agent/{first[c]}", 2) for c in range(40))
+
+
+def test_uses_by_origin_lists_most_uses_first_then_workload_and_address_nulls_last(tmp_path: Path) -> None:
+    """A credential's origins in the credentials mart: by uses (most first), then workload, then address, a missing
+    workload or address after the present ones."""
+    from analytics.detectors.base import ev
+
+    origins = [(None, "10.0.0.9", 2), ("spiffe://c/b", None, 2), ("spiffe://c/a", None, 2), ("spiffe://c/a", "10.0.0.2", 2),
+               ("spiffe://c/a", "10.0.0.1", 2), (None, None, 2), ("spiffe://c/z", "10.0.0.5", 3), (None, "10.0.0.1", 1)]
+    events = [ev(10 + k, f"o{n}-{k}", "tool.invoked", credential_id="c1", actor_id="agent/x", src_workload=w, src_ip=i)
+              for n, (w, i, uses) in enumerate(origins) for k in range(uses)]
+    con = connect(write_lake(tmp_path, events))
+    (got,) = con.execute("SELECT uses_by_origin FROM int_credential_used").fetchone()
+    last = (1, "~")  # sorts after every present value here
+    want = sorted(origins, key=lambda o: (-o[2], (0, o[0]) if o[0] else last, (0, o[1]) if o[1] else last))
+    assert [(o["workload"], o["ip"], o["uses"]) for o in got] == want
+    assert con.execute("SELECT workloads, ips, uses FROM int_credential_used").fetchone() == (3, 4, 16)

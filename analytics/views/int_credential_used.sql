@@ -23,8 +23,10 @@ WITH per_origin AS MATERIALIZED (
         max(seen_expires_at) AS seen_expires_at,
         -- the origin of the first use; its record is joined back below (cheaper than arg_min over the record)
         arg_min({'w': src_workload, 'i': src_ip}, first_key) AS first_origin,
-        list({'workload': src_workload, 'ip': src_ip, 'uses': uses} ORDER BY uses DESC, src_workload, src_ip)
-            AS uses_by_origin,
+        -- most uses first, then workload and address (nulls last); sorted after aggregating: an ORDER BY inside
+        -- the aggregate cost ~4 s more of this view's ~16 s on 10M events
+        list_transform(list_sort(list({'k': -uses, 'w': src_workload, 'i': src_ip})),
+                       lambda x: {'workload': x.w, 'ip': x.i, 'uses': x.k * -1}) AS uses_by_origin,
         count(DISTINCT src_workload)::BIGINT AS workloads,
         count(DISTINCT src_ip)::BIGINT AS ips
     FROM per_origin
