@@ -28,6 +28,8 @@ the file it reads), so another writer's prune never removes the file under a run
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import logging
 import os
@@ -66,14 +68,14 @@ CARRY_SQL: dict[str, str] = {n: _CARRY.format(name=n, t=t, e=e) for n, (t, e) in
 def attach(con: duckdb.DuckDBPyConnection, name: str = "int_credential_issued") -> str | None:
     """Make ``shared_<name>`` (a view of ``RANKED``) a view over this snapshot's cached rows; how they were had
     (``"cached"``, ``"carried"`` or ``"computed"``), or None when the cache cannot serve (nothing created)."""
-    from analytics.lake import _FACTS, _SNAPSHOT, MART_CACHE, _mart_fingerprint
+    from analytics.lake import _FACTS, _SNAPSHOT, MART_CACHE
 
     if name not in RANKED:
         raise ValueError(f"{name} is not carried forward (one of {', '.join(RANKED)})")
     snap, facts = _SNAPSHOT.get(con), _FACTS.get(con)
     if snap is None or snap[1] < 0 or facts is None or not facts.uris:
         return None
-    root, version, fp = snap[0] / MART_CACHE / ROOT / name, snap[1], _mart_fingerprint()
+    root, version, fp = snap[0] / MART_CACHE / ROOT / name, snap[1], fingerprint(name)
     base: tuple[Path, list[str]] | None = None
     try:
         root.mkdir(parents=True, exist_ok=True)
@@ -95,6 +97,17 @@ def attach(con: duckdb.DuckDBPyConnection, name: str = "int_credential_issued") 
             return None
     _prune(root, fp)
     return how
+
+
+@functools.cache
+def fingerprint(name: str) -> str:
+    """Changes whenever the rows of ``name``'s cache could: its SQL, the ``events`` view it reads, how it is
+    carried, DuckDB's version. Other views' SQL is not in it (the marts' fingerprint covers them all), so changing one
+    of those does not recompute these caches."""
+    from analytics.lake import view_sql
+
+    text = "\n".join([view_sql("events"), view_sql(name), CARRY_SQL[name], duckdb.__version__])
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def _attach(con: duckdb.DuckDBPyConnection, name: str, root: Path, version: int, fp: str, uris: list[str],

@@ -281,3 +281,19 @@ def test_the_marts_read_the_shared_caches_and_leave_them_for_detect(tmp_path: Pa
             assert shared_cache.attach(connect(tmp_path), name) == "cached"
         if step == 0:
             write_lake(tmp_path, issuance(rnd, range(40, 90), 0.0, 60.0, "b"))
+
+
+def test_the_fingerprint_follows_the_cached_views_sql_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A change to another view (here `int_credential_used`) keeps the caches; one to the view or to `events`
+    changes its fingerprint, so no run reads rows of other SQL."""
+    import analytics.lake
+
+    real = analytics.lake.view_sql
+    before = {n: shared_cache.fingerprint(n) for n in shared_cache.RANKED}
+    assert before[ISSUED] != before[REVOKED]
+    for changed, moves in (("int_credential_used", set()), (ISSUED, {ISSUED}), ("events", {ISSUED, REVOKED})):
+        monkeypatch.setattr(analytics.lake, "view_sql", lambda n, c=changed: real(n) + ("\n-- changed" if n == c else ""))
+        shared_cache.fingerprint.cache_clear()
+        assert {n for n in shared_cache.RANKED if shared_cache.fingerprint(n) != before[n]} == moves
+    monkeypatch.undo()
+    shared_cache.fingerprint.cache_clear()
