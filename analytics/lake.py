@@ -480,7 +480,7 @@ def share(con: duckdb.DuckDBPyConnection, sql: str, cached_only: frozenset[str] 
             # the detect run's queries get the rest of its 1.5 GB instead of spilling. Names are the constants
             # above, never input.
             how = _CARRIED[name](con, name) if name in _CARRIED else None
-            log.info("%s: %s", name, how or ("not shared" if name in _CACHED_ONLY else "kept in memory"))
+            log.info("%s: %s", name, how or ("not shared" if name in cached_only else "kept in memory"))
             if how is None:
                 if name in cached_only:
                     continue

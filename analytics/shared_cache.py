@@ -177,15 +177,17 @@ def _covered(log_dir: Path, since: int, until: int, listed: set[str]) -> set[str
         try:
             actions = [json.loads(line) for line in (log_dir / f"{v:020d}.json").read_text().splitlines()
                        if line.strip()]
-        except (OSError, ValueError):
+            removed = {_file(a["remove"]["path"]) for a in actions if "remove" in a}
+            added = {_file(a["add"]["path"]) for a in actions if "add" in a}
+            compact = any(a.get("commitInfo", {}).get("decisionpath.operation") == "compact" for a in actions)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):  # unreadable, or not a Delta commit
             return None
-        removed = {_file(a["remove"]["path"]) for a in actions if "remove" in a}
         if not removed & covered:
             continue  # an append, or a compaction of newer files only
-        if not any(a.get("commitInfo", {}).get("decisionpath.operation") == "compact" for a in actions):
+        if not compact:
             return None  # rows of the cached snapshot may be gone
         if removed <= covered:
-            covered |= {_file(a["add"]["path"]) for a in actions if "add" in a}
+            covered |= added
     return covered
 
 

@@ -297,3 +297,15 @@ def test_the_fingerprint_follows_the_cached_views_sql_only(monkeypatch: pytest.M
         assert {n for n in shared_cache.RANKED if shared_cache.fingerprint(n) != before[n]} == moves
     monkeypatch.undo()
     shared_cache.fingerprint.cache_clear()
+
+
+@pytest.mark.parametrize("commit", ['{"remove": {}}', '{"remove": {"path": 7}}', '["remove"]', "{not json", ""])
+def test_a_commit_that_cannot_be_read_computes_again(tmp_path: Path, commit: str) -> None:
+    """A JSON commit of the log that is not what Delta writes (or is missing) is no ground to carry: None."""
+    log_dir = tmp_path / "_delta_log"
+    log_dir.mkdir()
+    (log_dir / f"{1:020d}.json").write_text('{"commitInfo": {}}\n{"add": {"path": "day=2026-01-01/b.parquet"}}\n')
+    assert shared_cache._covered(log_dir, 0, 1, {"a.parquet"}) == {"a.parquet"}  # an append: nothing removed
+    if commit:
+        (log_dir / f"{2:020d}.json").write_text(commit + "\n")
+    assert shared_cache._covered(log_dir, 0, 2, {"a.parquet"}) is None
