@@ -8,6 +8,7 @@ with ``AWS_ENDPOINT`` and credentials); production users point the collectors at
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import socket
@@ -19,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ingest.errors import BrokerUnavailable, DecisionPathError
+
+_log = logging.getLogger(__name__)
 
 
 def free_port() -> int:
@@ -42,7 +45,11 @@ def broker_binary() -> str:
 
 @dataclass
 class EmbeddedBroker:
-    """A Tansu broker process on 127.0.0.1; use as a context manager."""
+    """A Tansu broker process on 127.0.0.1; use as a context manager.
+
+    Its output goes to ``log_path``; without one, to a temporary file that ``stop`` removes unless the broker
+    failed (it exited on its own, or never listened): that log is kept for the error that names it.
+    """
 
     port: int = 0
     storage: str = "memory://tansu/"
@@ -50,6 +57,7 @@ class EmbeddedBroker:
     env: dict[str, str] = field(default_factory=dict)  # added to the broker's environment (storage settings)
     _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
     _log: object | None = field(default=None, init=False, repr=False)
+    _own_log: bool = field(default=False, init=False, repr=False)  # a temporary log: removed by a clean stop
 
     @property
     def bootstrap(self) -> str:
@@ -60,7 +68,9 @@ class EmbeddedBroker:
             self.port = free_port()
         url = f"tcp://127.0.0.1:{self.port}"
         if self.log_path is None:
-            self.log_path = Path(tempfile.gettempdir()) / f"decisionpath-tansu-{self.port}.log"
+            fd, name = tempfile.mkstemp(prefix=f"decisionpath-tansu-{self.port}-", suffix=".log")
+            os.close(fd)
+            self.log_path, self._own_log = Path(name), True
         log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self._log = log
         env = {**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn"), **self.env}
@@ -72,16 +82,24 @@ class EmbeddedBroker:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
-                raise DecisionPathError(f"the Tansu broker exited with code {self._proc.returncode}; see {self.log_path}")
+                code = self._proc.returncode
+                self.stop(keep_log=True)
+                raise DecisionPathError(f"the Tansu broker exited with code {code}; see {self.log_path}")
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
                 wait_for_broker(self.bootstrap, timeout=max(1.0, deadline - time.monotonic()))
                 return self
             time.sleep(0.05)
-        self.stop()
-        raise DecisionPathError(f"the Tansu broker did not listen on {self.bootstrap} within {timeout:.0f}s")
+        self.stop(keep_log=True)
+        raise DecisionPathError(f"the Tansu broker did not listen on {self.bootstrap} within {timeout:.0f}s; "
+                                f"see {self.log_path}")
 
-    def stop(self) -> None:
+    def stop(self, keep_log: bool = False) -> None:
+        """Stop the broker (SIGINT, then SIGKILL after 1.5 s). A temporary log is removed, unless ``keep_log``
+        or the broker had already exited on its own (then its path is logged: it says why)."""
         p = self._proc
+        if p is not None and p.poll() is not None and p.returncode != 0:
+            keep_log = True
+            _log.warning("the Tansu broker had exited with code %s; its log: %s", p.returncode, self.log_path)
         if p is not None and p.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(p.pid, signal.SIGINT)
@@ -95,6 +113,9 @@ class EmbeddedBroker:
         if self._log is not None:
             self._log.close()  # type: ignore[attr-defined]
             self._log = None
+        if self._own_log and not keep_log and self.log_path is not None:
+            self.log_path.unlink(missing_ok=True)
+            self.log_path, self._own_log = None, False
 
     def kill(self) -> None:
         """SIGKILL the broker, as a crash would (tests); ``start()`` brings it back on the same port."""
@@ -103,6 +124,7 @@ class EmbeddedBroker:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(p.pid, signal.SIGKILL)
             p.wait(timeout=5)
+        self._proc = None  # a crash we caused: nothing in its log to keep
         self.stop()
 
     def __enter__(self) -> EmbeddedBroker:

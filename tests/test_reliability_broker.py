@@ -267,3 +267,35 @@ def test_two_collectors_one_group_member_killed_rebalance_exactly_once(broker, t
     got = lake_counts(Lake(lake_dir))
     assert got["events"] == got["distinct"] == ref_counts["events"] == c.events
     assert got["dead"] == got["dead_distinct_origins"] == c.dead
+
+
+def test_embedded_broker_removes_its_log_unless_it_failed(tmp_path, monkeypatch):
+    """Each start used to leave decisionpath-tansu-<port>.log in the temp directory; a clean stop removes it,
+    a broker that died or never listened keeps it for the message that names it."""
+    import shutil
+    import tempfile
+
+    from ingest import broker as broker_mod
+    from ingest.errors import DecisionPathError
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    b = EmbeddedBroker().start()
+    log = b.log_path
+    assert log is not None and log.parent == tmp_path and log.exists()
+    b.stop()
+    assert not log.exists() and list(tmp_path.iterdir()) == []
+
+    b = EmbeddedBroker().start()
+    log = b.log_path
+    assert b._proc is not None
+    os.killpg(b._proc.pid, signal.SIGKILL)  # dies on its own, as far as stop() can tell
+    b._proc.wait(timeout=5)
+    b.stop()
+    assert log is not None and log.exists() and b"tansu" in log.read_bytes()
+    log.unlink()
+
+    monkeypatch.setattr(broker_mod, "broker_binary", lambda: shutil.which("false"))
+    with pytest.raises(DecisionPathError, match="exited with code 1; see ") as e:
+        EmbeddedBroker().start()
+    kept = list(tmp_path.iterdir())
+    assert len(kept) == 1 and str(kept[0]) in str(e.value)
