@@ -10,6 +10,7 @@ credential ids at the scan); the view is ``<view>_for(NULL)``, i.e. every creden
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import hashlib
@@ -19,6 +20,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 import uuid
 import weakref
 from collections.abc import Callable, Iterable
@@ -198,7 +200,7 @@ def connect(lake_dir: str | Path, memory_limit: str = "2GB", threads: int | None
         # The package's own SQL with its one source swapped for the same source over a file list.
         src, to = ("raw_events", f"({_read_sql('files', ', union_by_name = true')})") if name == "events" \
             else ("events", "events_in(files)")
-        body, n = re.subn(rf"\bFROM {src}\b", lambda _m, to=to: f"FROM {to}", view_sql(name))
+        body, n = re.subn(rf"\bFROM {src}\b", f"FROM {to}".replace("\\", "\\\\"), view_sql(name))  # literal text
         if n != 1:
             raise RuntimeError(f"view {name} must read {src} exactly once to have a {name}_in macro")
         con.execute(f"CREATE MACRO {name}_in(files) AS TABLE {body}")
@@ -319,10 +321,17 @@ def mark_ready(con: duckdb.DuckDBPyConnection) -> None:
         log.info("could not mark %s ready (%s)", cache, e)
 
 
+# Caches of other SQL (another install on the same lake: a dashboard not yet upgraded beside a scheduler that is)
+# are that install's to prune; a writer drops them only once unused this long (a connection reading a cache
+# touches its directory).
+OTHER_SQL_IDLE_S = 86_400.0
+
+
 def _prune(cache: Path, keep_ready: int | None) -> None:
-    """Drop the caches of older snapshots, and of this snapshot under other SQL (a newer snapshot's cache is another
-    reader's). Of the older prepared ones, the newest ``keep_ready`` stay (None: all): a dashboard serves one
-    meanwhile, and connections reading a cache as files (``connect(cached="files")``) need it until they move on.
+    """Drop the caches of older snapshots (a newer snapshot's cache is another reader's). Of the older prepared
+    ones, the newest ``keep_ready`` stay (None: all): a dashboard serves one meanwhile, and connections reading a
+    cache as files (``connect(cached="files")``) need it until they move on. Caches of other SQL, at this snapshot
+    or older, go once unused for ``OTHER_SQL_IDLE_S``.
     """
     mine = cache.name.split("-")[0]
     older = sorted((old for old in cache.parent.iterdir()
@@ -331,8 +340,13 @@ def _prune(cache: Path, keep_ready: int | None) -> None:
     sql = cache.name.partition("-")[2]
     ready = [d for d in older if d.name.split("-")[0] < mine and d.name.partition("-")[2] == sql and (d / READY).exists()]
     kept = set(ready if keep_ready is None else ready[len(ready) - keep_ready:] if keep_ready else [])
+    now = time.time()
     for old in older:
-        if old not in kept:
+        if old in kept:
+            continue
+        with contextlib.suppress(OSError):
+            if old.name.partition("-")[2] != sql and now - old.stat().st_mtime < OTHER_SQL_IDLE_S:
+                continue
             shutil.rmtree(old, ignore_errors=True)
 
 
@@ -353,6 +367,8 @@ def _load_cached(con: duckdb.DuckDBPyConnection, cache: Path, names: tuple[str, 
     files = [cache / f"{n}.parquet" for n in (stems or names)]
     if not all(f.is_file() for f in files):
         return False
+    with contextlib.suppress(OSError):
+        os.utime(cache)  # in use: another install's writer keeps it (`_prune`)
     try:
         for name, f in zip(names, files, strict=True):
             # Only a prepared snapshot's files are read in place: pruning keeps the newest two prepared ones, while

@@ -23,7 +23,8 @@ the log, makes the run compute everything again (``computed``).
 Best effort, like every cache of the lake: a read-only or full disk, or a damaged file, makes ``attach`` return
 None (the caller keeps the issuance in memory as before, and computes the revocations inside the pass that reads
 them). Files stay for the newest ``KEEP`` snapshots, and any file used within ``GRACE_S`` seconds (a run touches
-the file it reads), so another writer's prune never removes the file under a running detect.
+the file it reads), so another writer's prune never removes the file under a running detect. Another
+fingerprint's files (another install's) stay until unused for ``IDLE_S`` (a day).
 """
 
 from __future__ import annotations
@@ -45,6 +46,9 @@ import pyarrow.parquet as pq
 ROOT = "shared"  # under <lake>/<MART_CACHE>, a directory per view
 KEEP = 2
 GRACE_S = 600.0
+# Files of another fingerprint (another install's SQL or DuckDB, e.g. a dashboard not yet upgraded beside a
+# scheduler that is) are its to prune; this run removes them only once nothing has used them for this long.
+IDLE_S = 86_400.0
 REBASE = 0.1  # rows ranked again in memory, as a fraction of the cached rows, before a new file is written
 # Commits read from the Delta log to carry a cache through a compaction; beyond it computing anew costs less (a
 # collector commits every few seconds: a week's log would take minutes to read, ~2.5 s computes 10M events).
@@ -233,7 +237,13 @@ def _touch(path: Path) -> None:
 
 
 def _prune(root: Path, fp: str) -> None:
-    """Remove files of all but the newest ``KEEP`` snapshots (this SQL's), unless used within ``GRACE_S``."""
+    """Remove this fingerprint's files of all but the newest ``KEEP`` snapshots, and stray temporary files, unless
+    used within ``GRACE_S``; another fingerprint's files once unused for ``IDLE_S``.
+
+    Another install reading the same lake with other SQL keeps its own newest files (its runs prune them and
+    touch what they read), so each install's caches survive the other's runs; after an upgrade, the old
+    install's last files go a day after its last run.
+    """
     now = time.time()
     mine = sorted((int(m.group(1)) for p in root.iterdir() if (m := _NAME.match(p.name)) and m.group(2) == fp),
                   reverse=True)[:KEEP]
@@ -241,8 +251,9 @@ def _prune(root: Path, fp: str) -> None:
         m = _NAME.match(p.name.replace(".files.json", ".parquet"))
         if m and m.group(2) == fp and int(m.group(1)) in mine:
             continue
+        idle = IDLE_S if m and m.group(2) != fp else GRACE_S
         try:
-            if now - p.stat().st_mtime > GRACE_S:
+            if now - p.stat().st_mtime > idle:
                 p.unlink()
         except OSError:
             pass

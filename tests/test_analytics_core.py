@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
+import time
 
 import networkx as nx
 import pytest
@@ -298,16 +300,24 @@ def test_mart_cache_serves_the_next_connection_on_the_same_snapshot_only(tmp_pat
     assert c3.execute("SELECT count(*) FROM credentials WHERE credential_id = 'jti-late'").fetchone()[0] == 1
     assert _marts(c3) == _marts(connect(lake))  # a connection that has not materialized: the lazy views
     assert not cache.exists() and (mart_cache_dir(c3) / "mat_credentials.parquet").is_file()
-    # Marts of this snapshot under other SQL (an older install) are replaced too; a newer snapshot's are kept.
+    # Marts of this snapshot under other SQL (another install) stay while that install uses them, and go once
+    # unused for a day; a newer snapshot's are kept.
     other = mart_cache_dir(c3).with_name(mart_cache_dir(c3).name.split("-")[0] + "-0ldsq1")
+    idle = mart_cache_dir(c3).with_name(mart_cache_dir(c3).name.split("-")[0] + "-1dlesq")
     newer = mart_cache_dir(c3).with_name("v999999999999-" + mart_cache_dir(c3).name.split("-")[1])
-    other.mkdir()
-    newer.mkdir()
+    for d in (other, idle, newer):
+        d.mkdir()
+    long_ago = time.time() - 2 * lake_mod.OTHER_SQL_IDLE_S
+    os.utime(idle, (long_ago, long_ago))
     shutil.rmtree(mart_cache_dir(c3))
     materialize(c4 := connect(lake))
     # (besides the snapshots' directories, the detections' shared caches: analytics.shared_cache, its own pruning)
     assert sorted(p.name for p in (lake / "marts").iterdir() if p.name != shared_cache.ROOT) \
-        == sorted([mart_cache_dir(c4).name, newer.name])
+        == sorted([mart_cache_dir(c4).name, other.name, newer.name])
+    # Reading a snapshot's marts marks them in use (what keeps them from another install's writer).
+    os.utime(mart_cache_dir(c4), (long_ago, long_ago))
+    materialize(connect(lake))
+    assert time.time() - mart_cache_dir(c4).stat().st_mtime < lake_mod.OTHER_SQL_IDLE_S / 2
 
 
 def test_key_index_is_cached_per_snapshot(tmp_path):

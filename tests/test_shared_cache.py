@@ -196,7 +196,7 @@ def test_an_unusable_cache_keeps_the_issuance_in_memory_and_leaves_the_revocatio
                            ).fetchall()
 
 
-def test_prune_keeps_the_newest_snapshots_and_any_file_in_use(tmp_path: Path) -> None:
+def test_prune_keeps_the_newest_snapshots_any_file_in_use_and_other_installs_files(tmp_path: Path) -> None:
     root = tmp_path / "issued"
     root.mkdir()
     old = time.time() - 2 * shared_cache.GRACE_S
@@ -207,12 +207,19 @@ def test_prune_keeps_the_newest_snapshots_and_any_file_in_use(tmp_path: Path) ->
             os.utime(p, (old, old))
     os.utime(root / "v000000000002-abc.parquet")  # read by a running detect
     (root / "v000000000001-other.parquet").write_text("x")  # another version of the SQL, recent
+    # Another install's files, unused for longer than this one's grace but not for a day: its own to prune.
+    for v, age in ((3, 2 * shared_cache.GRACE_S), (2, 2 * shared_cache.IDLE_S)):
+        for suffix in (".parquet", ".files.json"):
+            p = root / f"v{v:012d}-fed{suffix}"
+            p.write_text("x")
+            os.utime(p, (time.time() - age, time.time() - age))
     stale = root / ".dead.tmp"
     stale.write_text("x")
     os.utime(stale, (old, old))
     shared_cache._prune(root, "abc")
     assert sorted(p.name for p in root.iterdir()) == [
         "v000000000001-other.parquet", "v000000000002-abc.parquet",
+        "v000000000003-fed.files.json", "v000000000003-fed.parquet",
         "v000000000004-abc.files.json", "v000000000004-abc.parquet",
         "v000000000005-abc.files.json", "v000000000005-abc.parquet"]
 
