@@ -53,7 +53,8 @@ class CredentialSummary:
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON."""
-        return jsonable({k: getattr(self, k) for k in self.__dataclass_fields__})
+        out: dict[str, Any] = jsonable({k: getattr(self, k) for k in self.__dataclass_fields__})
+        return out
 
 
 @dataclass(frozen=True)

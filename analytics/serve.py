@@ -106,7 +106,9 @@ def start_dashboard(lake_dir: str | Path, port: int = 8501, address: str = "127.
     env = dict(os.environ)
     env[LAKE_ENV] = str(lake.resolve())
     env["STREAMLIT_BROWSER_GATHER_USAGE_STATS"] = "false"
-    return subprocess.Popen(streamlit_command(lake, port, address), env=env, **popen)  # type: ignore[call-overload]
+    proc: subprocess.Popen[bytes] = subprocess.Popen(  # type: ignore[call-overload]
+        streamlit_command(lake, port, address), env=env, **popen)
+    return proc
 
 
 def serve_dashboard(lake_dir: str | Path, port: int = 8501, address: str = "127.0.0.1",

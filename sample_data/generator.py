@@ -17,6 +17,7 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from operator import itemgetter
@@ -301,18 +302,19 @@ class _bar:
     """A rich progress bar over shards when asked for, else a no-op."""
 
     def __init__(self, on: bool, total: int) -> None:
-        self.on, self.total, self.p = on, total, None
+        self.on, self.total = on, total
+        self.p: Any = None  # a rich Progress once entered
 
-    def __enter__(self):  # type: ignore[no-untyped-def]
+    def __enter__(self) -> Callable[[int], None]:
         if not self.on:
             return lambda n: None
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-        self.p = Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                          TimeElapsedColumn(), transient=False)
-        self.p.start()
-        task = self.p.add_task("generating shards", total=self.total)
-        return lambda n: self.p.advance(task, n)  # type: ignore[union-attr]
+        p = self.p = Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                              TimeElapsedColumn(), transient=False)
+        p.start()
+        task = p.add_task("generating shards", total=self.total)
+        return lambda n: p.advance(task, n)
 
     def __exit__(self, *exc: object) -> None:
         if self.p is not None:

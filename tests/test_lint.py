@@ -1,4 +1,4 @@
-"""The repo's own conventions: ruff clean everywhere, mypy --strict on the contract package."""
+"""The repo's own conventions: ruff clean everywhere, mypy --strict on the pipeline packages (ingest, analytics)."""
 
 from __future__ import annotations
 
@@ -28,6 +28,6 @@ def test_ruff():
     assert p.returncode == 0, p.stdout + p.stderr
 
 
-def test_mypy_strict_on_ingest():
+def test_mypy_strict_on_ingest_and_analytics():
     p = subprocess.run([_tool("mypy")], cwd=REPO, capture_output=True, text=True)
     assert p.returncode == 0, p.stdout + p.stderr
