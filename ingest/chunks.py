@@ -37,6 +37,10 @@ class IngestStats:
     files: int = 0
     seconds: float = 0.0
     sources: dict[str, int] = field(default_factory=dict)
+    # Of ``seconds``, a Kafka collector's wait for its first partitions (the group join) and its last
+    # ``--until-idle`` wait for records that did not come: neither is reading (file ingest: both 0).
+    join_seconds: float = 0.0
+    idle_seconds: float = 0.0
 
     def add(self, other: IngestStats) -> None:
         for k in ("read", "events", "dead_letter", "duplicates", "already_ingested", "chunks", "files"):
@@ -47,13 +51,18 @@ class IngestStats:
             "read": self.read, "events": self.events, "dead_letter": self.dead_letter,
             "duplicates": self.duplicates, "already_ingested": self.already_ingested,
             "chunks": self.chunks, "files": self.files, "seconds": round(self.seconds, 3),
+            "join_seconds": round(self.join_seconds, 3), "idle_seconds": round(self.idle_seconds, 3),
         }
 
     def line(self) -> str:
-        rate = self.read / self.seconds if self.seconds > 0 else 0.0
-        return (f"read {self.read:,} records: {self.events:,} events written, {self.dead_letter:,} dead-lettered, "
+        head = (f"read {self.read:,} records: {self.events:,} events written, {self.dead_letter:,} dead-lettered, "
                 f"{self.duplicates:,} duplicates skipped, {self.already_ingested:,} already in the lake; "
-                f"{self.files} files, {self.chunks} chunks, {self.seconds:.1f}s ({rate:,.0f} records/s)")
+                f"{self.files} files, {self.chunks} chunks, {self.seconds:.1f}s")
+        busy = self.seconds - self.join_seconds - self.idle_seconds
+        if not (self.join_seconds or self.idle_seconds):
+            return f"{head} ({self.read / self.seconds if self.seconds > 0 else 0.0:,.0f} records/s)"
+        return (f"{head}, of which {self.join_seconds:.1f}s joining the group and {self.idle_seconds:.1f}s waiting "
+                f"for more (--until-idle): {self.read / busy if busy > 0 else 0.0:,.0f} records/s while reading")
 
 
 @dataclass(frozen=True)

@@ -96,6 +96,7 @@ class KafkaCollector:
         self.on_assigned = on_assigned  # called with the number of partitions the group just gave this member
         self.log = log
         self.stats = IngestStats()
+        self._t0 = 0.0  # when run() started (join_seconds is counted from it)
         self._buf: dict[Any, list[tuple[bytes, str, int]]] = {}
         self._first_ts: dict[Any, int] = {}
         self._stop = threading.Event()
@@ -152,6 +153,8 @@ class KafkaCollector:
         # A rebalance is activity: a member that takes over a dead member's partitions must get
         # its full --until-idle to read them, however long it had been idle before.
         self._last_data = time.monotonic()
+        if partitions and not self.stats.join_seconds:
+            self.stats.join_seconds = time.perf_counter() - self._t0
         for tp in partitions:
             self._start(tp, resolve(self.lake, self.s.group, tp.topic, tp.partition, self._topic_id(tp.topic)))
         if self.on_assigned and partitions:
@@ -293,7 +296,7 @@ class KafkaCollector:
         from kafka import ConsumerRebalanceListener
         from kafka.errors import KafkaError, LogTruncationError, OffsetOutOfRangeError
 
-        t0 = time.perf_counter()
+        t0 = self._t0 = time.perf_counter()
         self._consumer = self._connect()
         outer = self
 
@@ -306,6 +309,7 @@ class KafkaCollector:
 
         self._consumer.subscribe(topics=list(self.s.topics), listener=_Listener())
         self._last_data = time.monotonic()
+        tail_work = (0.0, 0.0)  # (the last data's time, seconds then spent committing what was held)
         try:
             while not self._stop.is_set():
                 try:
@@ -352,8 +356,12 @@ class KafkaCollector:
                         continue  # an outage is not idleness: wait for the broker, bounded
                     idle = now - self._last_data  # after the probe: a broker back resets it
                     if self._buf and idle >= self.s.idle_flush_s:
+                        began = time.monotonic()
                         self._flush_all()
+                        tail_work = (self._last_data, time.monotonic() - began)
                     if self.s.until_idle_s is not None and idle >= self.s.until_idle_s and self._assigned():
+                        # waiting, not the commit of what was held when the records stopped
+                        self.stats.idle_seconds = idle - (tail_work[1] if tail_work[0] == self._last_data else 0.0)
                         break
         finally:
             try:

@@ -43,6 +43,10 @@ def test_generate_produce_collect(broker, topic, scenario, reference, tmp_path):
             "--lake", str(lake_dir), "--json", *COLLECT)
     out = orjson.loads(p.stdout)
     assert out["read"] == produced
+    # Of the run's seconds: the wait for the group's assignment, and the last --until-idle 4 s wait for more (less
+    # the commit of what was held when the records stopped, made within those 4 s).
+    assert 0 < out["join_seconds"] < out["seconds"] and 0 < out["idle_seconds"] < out["seconds"] - out["join_seconds"]
+    assert out["idle_seconds"] < 5
     c = lake_counts(Lake(lake_dir))
     assert c["events"] == c["distinct"] == ref["events"]
     manifest = json.loads((scenario / "manifest.json").read_text())
@@ -123,3 +127,17 @@ def test_broker_down_is_a_clear_error(tmp_path):
     assert p.returncode == 1
     assert "no Kafka broker answered" in p.stderr
     assert "Traceback" not in p.stderr
+
+
+def test_the_run_line_gives_the_rate_while_reading():
+    """The demo printed "4.2s (708 records/s)" for 3,005 records read in about a second: a Kafka run's line says
+    which part of its time was the group join and the idle wait, and the rate without them."""
+    from ingest.chunks import IngestStats
+
+    files = IngestStats(read=3000, events=2990, dead_letter=10, seconds=2.0)
+    assert files.line().endswith("2.0s (1,500 records/s)")
+    kafka = IngestStats(read=3005, events=2999, dead_letter=6, chunks=3, seconds=4.2, join_seconds=0.2,
+                        idle_seconds=3.0)
+    assert kafka.line().endswith("4.2s, of which 0.2s joining the group and 3.0s waiting for more (--until-idle): "
+                                 "3,005 records/s while reading")
+    assert kafka.to_json()["join_seconds"] == 0.2 and kafka.to_json()["idle_seconds"] == 3.0
