@@ -293,7 +293,12 @@ def cached_table(con: duckdb.DuckDBPyConnection, name: str) -> None:
     """``name`` as ``CACHEABLE[name]`` over this connection's snapshot, kept in memory (``keep``), loaded from
     the snapshot's cache when a connection already computed it (the file name carries a digest of the SQL, so
     other SQL never matches)."""
-    _cached(con, name, f"{name}-{hashlib.sha256(CACHEABLE[name].encode()).hexdigest()[:10]}")
+    _cached(con, name, _stem(name))
+
+
+def _stem(name: str) -> str:
+    """The file name of ``CACHEABLE[name]`` in a snapshot's cache: a digest of its SQL in it."""
+    return f"{name}-{hashlib.sha256(CACHEABLE[name].encode()).hexdigest()[:10]}"
 
 
 def _cached(con: duckdb.DuckDBPyConnection, name: str, stem: str) -> None:
@@ -533,6 +538,21 @@ def index_keys(con: duckdb.DuckDBPyConnection) -> None:
         return
     cached_table(con, "key_days")  # cached per snapshot like the marts (9-10 s to build on 10M events)
     _INDEXED.add(con)
+
+
+def index_at_hand(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether ``key_days`` costs no build on this connection: built or loaded here, or cached for its snapshot
+    (``analytics.snapshot.prepare``, an earlier query on the snapshot)."""
+    if con in _INDEXED:
+        return True
+    cache = mart_cache_dir(con)
+    return cache is not None and (cache / f"{_stem('key_days')}.parquet").is_file()
+
+
+def snapshot_files(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Every data file of this connection's snapshot (for ``DAY_SCAN``)."""
+    facts = _FACTS.get(con)
+    return list(facts.uris) if facts is not None else []
 
 
 def key_days(con: duckdb.DuckDBPyConnection, key: str) -> list[str]:

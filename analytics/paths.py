@@ -27,9 +27,11 @@ from analytics.lake import (
     DAY_SCAN,
     cached_table,
     day_files,
+    index_at_hand,
     index_keys,
     jsonable,
     rows,
+    snapshot_files,
     spans_files,
 )
 from analytics.timeparse import iso
@@ -66,6 +68,11 @@ _WINDOW = {"lo": "TIMESTAMPTZ", "hi": "TIMESTAMPTZ"}
 _KEY_DAYS = "SELECT day FROM key_days WHERE h IN (SELECT hash(unnest($keys)))"  # day_files dedups
 _BY_IDS = f"""SELECT {_COLS} FROM {DAY_SCAN}
 WHERE list_contains(CAST($ids AS VARCHAR[]), event_id)"""  # noqa: S608 (constant; a filter of the scan, no join)
+# The same by a hash join: for many ids (10M events, 7,000 ids over the index's 209 day files: 1.16 s against
+# 1.74 s) and for a scan of every file.
+_BY_IDS_JOIN = f"""SELECT {_COLS} FROM {DAY_SCAN}
+WHERE event_id IN (SELECT unnest(CAST($ids AS VARCHAR[])))"""  # noqa: S608 (constant)
+_JOIN_IDS = 1000
 _ISSUANCES = f"""SELECT {_COLS} FROM {DAY_SCAN}
 WHERE credential_id IN (SELECT unnest($cids)) AND activity IN $issuing
   AND coalesce(outcome, 'success') <> 'failure'
@@ -271,12 +278,26 @@ def _in_windows(con: duckdb.DuckDBPyConnection, sql: str, keys: list[dict[str, A
     return _per_probe(con, sql, {**cols, "lo": lo, "hi": hi, "files": files}, len(keys))
 
 
+def _key_files(con: duckdb.DuckDBPyConnection, keys: Sequence[str]) -> tuple[list[str], bool]:
+    """The files that may hold ``keys`` (event or credential ids), and whether the id index chose them.
+
+    The index's days when the snapshot has the index (built or loaded on this connection, or cached for the
+    snapshot: prepared snapshots, an earlier query); else every file, without building it: one scan of the ids
+    costs less than the index (10M events: 0.8 s for 10 ids against 4.5 s), which every snapshot would build again
+    for the few paths of each scheduled detect run. A snapshot to be queried many times is prepared first.
+    """
+    if index_at_hand(con):
+        return day_files(con, _key_days(con, keys)), True
+    return snapshot_files(con), False
+
+
 def _by_ids(con: duckdb.DuckDBPyConnection, ids: Sequence[str]) -> dict[str, Row]:
-    """Events by id, reading only the day partitions the event-id index names for any of them."""
-    files = day_files(con, _key_days(con, ids)) if ids else []
+    """Events by id, reading only the day partitions the event-id index names for any of them (``_key_files``)."""
+    files, indexed = _key_files(con, ids) if ids else ([], True)
     if not files:
         return {}
-    return {r["event_id"]: r for r in rows(con, _BY_IDS, {"ids": list(ids), "files": files})}
+    sql = _BY_IDS if indexed and len(ids) < _JOIN_IDS else _BY_IDS_JOIN
+    return {r["event_id"]: r for r in rows(con, sql, {"ids": list(ids), "files": files})}
 
 
 def _issuances(con: duckdb.DuckDBPyConnection, cids: Iterable[str], known: dict[str, Row | None]) -> None:
@@ -284,7 +305,7 @@ def _issuances(con: duckdb.DuckDBPyConnection, cids: Iterable[str], known: dict[
     todo = sorted({c for c in cids if c not in known})
     if not todo:
         return
-    files = day_files(con, _key_days(con, todo))
+    files, _ = _key_files(con, todo)
     got = {r["credential_id"]: r for r in rows(con, _ISSUANCES, {"cids": todo, "issuing": list(ISSUING),
                                                                     "files": files})} if files else {}
     known.update({c: got.get(c) for c in todo})

@@ -293,6 +293,46 @@ def test_scenario_batch_equals_batch_of_one(scenario_con: duckdb.DuckDBPyConnect
     assert kinds >= {"used_credential", "exchanged_for", "authenticated", "decided", "caused", "workload_svid"}
 
 
+def test_paths_read_the_same_rows_with_the_id_index_and_without(scenario_con: duckdb.DuckDBPyConnection,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A snapshot without the id index is scanned whole (no index is built for a batch); with it, only the days it
+    names are read, by a filter or, for many ids, a join. Every path is the same each way."""
+    import analytics.lake as lake_mod
+    from analytics.detect import detect_findings
+
+    lake = lake_mod._SNAPSHOT[scenario_con][0]
+    con = connect(lake)
+    cache = lake_mod.mart_cache_dir(con)
+    assert cache is not None
+    for f in cache.glob("key_days-*.parquet"):  # another test's lookup may have cached it
+        f.unlink()
+    actions = [r[0] for r in con.execute("SELECT event_id FROM events WHERE activity IN (SELECT unnest($a)) "
+                                         "ORDER BY time, event_id", {"a": list(ACTION_LIKE)}).fetchall()]
+    ids = list(dict.fromkeys(actions[::7] + [f.key_event_id for f in detect_findings(con)] + ["mcp:absent"]))
+    scanned = decision_paths(con, ids)
+    assert not lake_mod.index_at_hand(con) and not list(cache.glob("key_days-*.parquet"))
+    lake_mod.index_keys(con)
+    assert lake_mod.index_at_hand(con)
+    read: list[tuple[str, int]] = []
+    real = paths_mod.rows
+
+    def recording(c: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        if sql in (paths_mod._BY_IDS, paths_mod._BY_IDS_JOIN):
+            read.append((sql, len((params or {})["files"])))
+        return real(c, sql, params)
+
+    monkeypatch.setattr(paths_mod, "rows", recording)
+    indexed = decision_paths(con, ids)
+    monkeypatch.setattr(paths_mod, "_JOIN_IDS", 2)
+    joined = decision_paths(con, ids)
+    assert [sql for sql, _ in read] == [paths_mod._BY_IDS, paths_mod._BY_IDS_JOIN]
+    assert all(0 < n <= len(lake_mod.snapshot_files(con)) for _, n in read)
+    assert "mcp:absent" not in scanned and len(scanned) > 100
+    assert {i: _json(p) for i, p in indexed.items()} == {i: _json(p) for i, p in scanned.items()} \
+        == {i: _json(p) for i, p in joined.items()}
+    con.close()
+
+
 # --- detect builds the paths of a run's new alerts together ---------------------------------------------------
 
 @pytest.fixture
