@@ -309,6 +309,7 @@ def test_paths_read_the_same_rows_with_the_id_index_and_without(scenario_con: du
     actions = [r[0] for r in con.execute("SELECT event_id FROM events WHERE activity IN (SELECT unnest($a)) "
                                          "ORDER BY time, event_id", {"a": list(ACTION_LIKE)}).fetchall()]
     ids = list(dict.fromkeys(actions[::7] + [f.key_event_id for f in detect_findings(con)] + ["mcp:absent"]))
+    monkeypatch.setattr(paths_mod, "SCANS_BEFORE_INDEX", 1000)
     scanned = decision_paths(con, ids)
     assert not lake_mod.index_at_hand(con) and not list(cache.glob("key_days-*.parquet"))
     lake_mod.index_keys(con)
@@ -331,6 +332,31 @@ def test_paths_read_the_same_rows_with_the_id_index_and_without(scenario_con: du
     assert {i: _json(p) for i, p in indexed.items()} == {i: _json(p) for i, p in scanned.items()} \
         == {i: _json(p) for i, p in joined.items()}
     con.close()
+
+
+def test_a_connection_that_goes_on_asking_builds_the_id_index(scenario_con: duckdb.DuckDBPyConnection) -> None:
+    """The first SCANS_BEFORE_INDEX lookups by id on a snapshot without the index scan every file; the next one
+    builds the index (and caches it for the snapshot), so a long-lived connection's lookups read one day each."""
+    import analytics.lake as lake_mod
+
+    lake = lake_mod._SNAPSHOT[scenario_con][0]
+    con = connect(lake)
+    cache = lake_mod.mart_cache_dir(con)
+    assert cache is not None
+    for f in cache.glob("key_days-*.parquet"):
+        f.unlink()
+    ids = [r[0] for r in con.execute("SELECT event_id FROM events ORDER BY time, event_id LIMIT 3").fetchall()]
+    got = []
+    for i in range(paths_mod.SCANS_BEFORE_INDEX + 1):
+        assert not lake_mod.index_at_hand(con), f"index built before lookup {i + 1}"
+        got.append(paths_mod._by_ids(con, ids))
+    assert lake_mod.index_at_hand(con) and con in lake_mod._INDEXED and list(cache.glob("key_days-*.parquet"))
+    assert all(g == got[0] for g in got) and sorted(got[0]) == sorted(ids)
+    # another connection on the snapshot finds it cached: no scans
+    other = connect(lake)
+    assert lake_mod.index_at_hand(other)
+    con.close()
+    other.close()
 
 
 # --- detect builds the paths of a run's new alerts together ---------------------------------------------------
