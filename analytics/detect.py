@@ -114,8 +114,10 @@ def _decision_path(con: duckdb.DuckDBPyConnection, event_id: str) -> dict[str, A
         return {"event_id": event_id, "links": [], "missing": [f"decision path unavailable: {e}"]}
 
 
-def _decision_paths(con: duckdb.DuckDBPyConnection, event_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """The decision path (JSON) of each event, all built together by one ``decision_paths`` call.
+def _decision_paths(con: duckdb.DuckDBPyConnection, event_ids: Sequence[str],
+                    near: Sequence[tuple[dt.datetime, dt.datetime]] = ()) -> dict[str, dict[str, Any]]:
+    """The decision path (JSON) of each event, all built together by one ``decision_paths`` call (``near``: the
+    findings' first and last seen, where their key events lie: only those days are read for them).
 
     Never raises: an event the batch did not build (unknown id, or the whole batch failed) is retried alone,
     so a failure costs only the paths it affects and each alert records why its path is unavailable.
@@ -123,7 +125,7 @@ def _decision_paths(con: duckdb.DuckDBPyConnection, event_ids: Sequence[str]) ->
     from analytics.paths import decision_paths
 
     try:
-        built = {e: p.to_json() for e, p in decision_paths(con, event_ids).items()}
+        built = {e: p.to_json() for e, p in decision_paths(con, event_ids, near).items()}
     except Exception:  # noqa: BLE001 - retried one by one below, where each failure is recorded
         built = {}
     return {e: built[e] if e in built else _decision_path(con, e) for e in event_ids}
@@ -177,7 +179,8 @@ def run(settings: DetectSettings) -> DetectResult:
             keep.append((m, f))
     have = al.existing_ids(lake_dir, [f.alert_id for _, f in keep])
     fresh = [(m, f) for m, f in keep if f.alert_id not in have]
-    paths = _decision_paths(con, list(dict.fromkeys(f.key_event_id for _, f in fresh))) if settings.with_paths else {}
+    paths = _decision_paths(con, list(dict.fromkeys(f.key_event_id for _, f in fresh)),
+                            [(f.first_seen, f.last_seen) for _, f in fresh]) if settings.with_paths else {}
     todo = [
         al.Alert.from_finding(
             f, m.DETECTION.title, m.DETECTION.severity, m.DETECTION.version, paths.get(f.key_event_id), run_id, now)

@@ -301,13 +301,24 @@ def _key_files(con: duckdb.DuckDBPyConnection, keys: Sequence[str]) -> tuple[lis
     return day_files(con, _key_days(con, keys)), True
 
 
-def _by_ids(con: duckdb.DuckDBPyConnection, ids: Sequence[str]) -> dict[str, Row]:
-    """Events by id, reading only the day partitions the event-id index names for any of them (``_key_files``)."""
-    files, indexed = _key_files(con, ids) if ids else ([], True)
-    if not files:
-        return {}
-    sql = _BY_IDS if indexed and len(ids) < _JOIN_IDS else _BY_IDS_JOIN
-    return {r["event_id"]: r for r in rows(con, sql, {"ids": list(ids), "files": files})}
+def _by_ids(con: duckdb.DuckDBPyConnection, ids: Sequence[str],
+            near: Iterable[tuple[dt.datetime, dt.datetime]] = ()) -> dict[str, Row]:
+    """Events by id: first from the day files of the ``near`` windows (where the caller knows they lie, e.g. a
+    finding's first and last seen), then the ids not found there through ``_key_files`` (the id index's days, or
+    every file)."""
+    found: dict[str, Row] = {}
+    windows = list(near)
+    if ids and windows and (files := spans_files(con, windows)):
+        found = {r["event_id"]: r for r in rows(con, _BY_IDS if len(ids) < _JOIN_IDS else _BY_IDS_JOIN,
+                                                 {"ids": list(ids), "files": files})}
+    rest = [i for i in ids if i not in found]
+    if not rest:
+        return found
+    files, indexed = _key_files(con, rest)
+    if files:
+        sql = _BY_IDS if indexed and len(rest) < _JOIN_IDS else _BY_IDS_JOIN
+        found.update((r["event_id"], r) for r in rows(con, sql, {"ids": rest, "files": files}))
+    return found
 
 
 def _issuances(con: duckdb.DuckDBPyConnection, cids: Iterable[str], known: dict[str, Row | None]) -> None:
@@ -551,15 +562,18 @@ def _build(con: duckdb.DuckDBPyConnection, actions: list[Row], known: dict[str, 
     return [b.path() for b in paths]
 
 
-def decision_paths(con: duckdb.DuckDBPyConnection, event_ids: Sequence[str]) -> dict[str, DecisionPath]:
+def decision_paths(con: duckdb.DuckDBPyConnection, event_ids: Sequence[str],
+                   near: Iterable[tuple[dt.datetime, dt.datetime]] = ()) -> dict[str, DecisionPath]:
     """The decision paths of many events (normally tool calls or API actions), built set-wise.
 
     Each step is one query per batch of up to ``BATCH`` paths (batches are cut in time order so each reads
     few days), never one per event; every path equals the one-event walk. Ids with no event in the lake are
     absent from the result (``decision_path`` turns that into a ``ConfigError``). Keys follow ``event_ids``.
+    ``near``: time windows the events probably lie in (a hint: the day files of those windows are read first;
+    ids not found there are looked up as without it).
     """
     ids = list(dict.fromkeys(event_ids))
-    found = _by_ids(con, ids)
+    found = _by_ids(con, ids, near)
     actions = sorted(found.values(), key=lambda e: (e["time"], e["event_id"]))
     known: dict[str, Row | None] = {}  # issuance per credential id, shared by the batches
     built: dict[str, DecisionPath] = {}

@@ -334,6 +334,47 @@ def test_paths_read_the_same_rows_with_the_id_index_and_without(scenario_con: du
     con.close()
 
 
+def test_time_hints_read_their_days_first_and_never_lose_an_event(scenario_con: duckdb.DuckDBPyConnection,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """``near`` windows (a finding's first and last seen) are read first; ids not found there are looked up as
+    without hints. Right, wrong or partial hints give the same paths."""
+    import datetime as dt
+
+    import analytics.lake as lake_mod
+
+    lake = lake_mod._SNAPSHOT[scenario_con][0]
+    con = connect(lake)
+    rows_ = con.execute("SELECT event_id, time FROM events WHERE activity IN (SELECT unnest($a)) "
+                        "ORDER BY time, event_id", {"a": list(ACTION_LIKE)}).fetchall()[::40]
+    ids = [r[0] for r in rows_]
+    right = [(t - dt.timedelta(minutes=1), t + dt.timedelta(minutes=1)) for _, t in rows_]
+    far = dt.datetime(2001, 1, 1, tzinfo=dt.UTC)
+    wrong = [(far, far + dt.timedelta(hours=1))]
+    lookups: list[int] = []
+    real = paths_mod.rows
+
+    def recording(c: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        if sql in (paths_mod._BY_IDS, paths_mod._BY_IDS_JOIN):
+            lookups.append(len((params or {})["ids"]))
+        return real(c, sql, params)
+
+    monkeypatch.setattr(paths_mod, "rows", recording)
+    plain = decision_paths(con, ids)
+    lookups.clear()
+    hinted = decision_paths(con, ids, right)
+    assert lookups == [len(ids)]  # every event found in its window's days: no second lookup
+    lookups.clear()
+    misled = decision_paths(con, ids, wrong)
+    assert lookups == [len(ids)]  # no file for the window: straight to the lookup without hints
+    lookups.clear()
+    half = decision_paths(con, ids, right[: len(ids) // 2])
+    assert lookups[0] == len(ids) and sum(lookups[1:]) < len(ids)  # what the first days lacked, if anything
+    assert len(plain) == len(ids) > 5
+    assert {i: _json(p) for i, p in plain.items()} == {i: _json(p) for i, p in hinted.items()} \
+        == {i: _json(p) for i, p in misled.items()} == {i: _json(p) for i, p in half.items()}
+    con.close()
+
+
 def test_a_connection_that_goes_on_asking_builds_the_id_index(scenario_con: duckdb.DuckDBPyConnection) -> None:
     """The first SCANS_BEFORE_INDEX lookups by id on a snapshot without the index scan every file; the next one
     builds the index (and caches it for the snapshot), so a long-lived connection's lookups read one day each."""
@@ -385,21 +426,25 @@ def _one_by_one(lake: Path, res: Any) -> dict[str, dict[str, Any]]:
 
 def test_detect_builds_paths_in_one_call(alert_lake: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     batches: list[list[str]] = []
+    hints: list[list[Any]] = []
     real = paths_mod.decision_paths
 
-    def spy(con: duckdb.DuckDBPyConnection, ids: Any) -> dict[str, DecisionPath]:
+    def spy(con: duckdb.DuckDBPyConnection, ids: Any, near: Any = ()) -> dict[str, DecisionPath]:
         batches.append(list(ids))
-        return real(con, ids)
+        hints.append(list(near))
+        return real(con, ids, near)
 
     monkeypatch.setattr(paths_mod, "decision_paths", spy)
     res = run(DetectSettings(lake_dir=alert_lake))
     assert len(res.new_alerts) >= 2
     assert len(batches) == 1 and sorted(batches[0]) == sorted({a.key_event_id for a in res.new_alerts})
+    # each alert's first and last seen, where its key event lies, are given as hints
+    assert sorted(hints[0]) == sorted((a.first_seen, a.last_seen) for a in res.new_alerts)
     assert _evidence_paths(res) == _one_by_one(alert_lake, res)
 
 
 def test_detect_keeps_alerts_when_paths_fail(alert_lake: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def broken(con: duckdb.DuckDBPyConnection, ids: Any) -> dict[str, DecisionPath]:
+    def broken(con: duckdb.DuckDBPyConnection, ids: Any, near: Any = ()) -> dict[str, DecisionPath]:
         raise RuntimeError("lake unreadable")
 
     monkeypatch.setattr(paths_mod, "decision_paths", broken)
@@ -415,10 +460,10 @@ def test_detect_retries_alone_what_a_failed_batch_did_not_build(alert_lake: Path
     """A batch failure costs no path that can be built alone."""
     real = paths_mod.decision_paths
 
-    def only_single(con: duckdb.DuckDBPyConnection, ids: Any) -> dict[str, DecisionPath]:
+    def only_single(con: duckdb.DuckDBPyConnection, ids: Any, near: Any = ()) -> dict[str, DecisionPath]:
         if len(ids) > 1:
             raise MemoryError("batch too big")
-        return real(con, ids)
+        return real(con, ids, near)
 
     monkeypatch.setattr(paths_mod, "decision_paths", only_single)
     res = run(DetectSettings(lake_dir=alert_lake))
