@@ -29,6 +29,7 @@ from analytics.lake import (
     day_files,
     index_at_hand,
     index_keys,
+    is_shared,
     jsonable,
     rows,
     snapshot_files,
@@ -344,6 +345,9 @@ def _prefetch_lineage(con: duckdb.DuckDBPyConnection, cids: Iterable[str], known
     todo = sorted({c for c in cids if c not in known})
     if not todo:
         return
+    if con not in _LINEAGE_BUILT and is_shared(con, "int_credential_issued"):
+        _prefetch_shared(con, todo, known)
+        return
     if con not in _LINEAGE_BUILT:
         cached_table(con, "path_lineage")  # a scan of the issuance records (~3 s on 10M events), cached per snapshot
         _LINEAGE_BUILT.add(con)
@@ -362,6 +366,30 @@ def _prefetch_lineage(con: duckdb.DuckDBPyConnection, cids: Iterable[str], known
                                                                       "files": files})} if files else {}
     known.update(got)
     known.update({c: None for c in todo if c not in got})
+
+
+_SHARED_ISSUED = """SELECT credential_id, issue_event_id, issued_at, parent_id
+FROM int_credential_issued_for(CAST($cids AS VARCHAR[]))"""
+
+
+def _prefetch_shared(con: duckdb.DuckDBPyConnection, todo: list[str], known: dict[str, Row | None]) -> None:
+    """``_prefetch_lineage`` in a detect run, whose connection shares ``int_credential_issued`` (cached and carried
+    forward per snapshot, ``analytics.shared_cache``): its row per credential is the record ``_issuances`` finds
+    (the first successful issuance by time, event id), so the walk follows its ``parent_id`` level by level in
+    it, then reads those records by id from the days they were issued on. No whole-lake table is built for the
+    few paths of a scheduled run (``path_lineage``: 0.7-1.5 s on each new snapshot at 10M). A credential (or
+    ancestor) without a row has no issuance record: None, as ``_issuances`` would find."""
+    first: dict[str, tuple[str, dt.datetime]] = {}
+    ask = todo
+    for _ in range(MAX_LINEAGE + 1):
+        found = con.execute(_SHARED_ISSUED, {"cids": ask}).fetchall()
+        first.update((c, (e, t)) for c, e, t, _ in found)
+        known.update({c: None for c in ask if c not in first})
+        ask = sorted({str(p) for *_, p in found if p is not None} - first.keys() - known.keys())
+        if not ask:
+            break
+    by_id = _by_ids(con, [e for e, _ in first.values()], [(t, t) for _, t in first.values()])
+    known.update({c: by_id[e] for c, (e, _) in first.items() if e in by_id})  # (else `_issuances` looks)
 
 
 # --- the steps, each over all paths of a batch -------------------------------------------------------------

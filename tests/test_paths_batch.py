@@ -255,6 +255,30 @@ def test_queries_per_step_not_per_event(edge_con: duckdb.DuckDBPyConnection,
     assert len(calls) <= 1 + 1 + MAX_LINEAGE + 1 + 3 + 4 < len(ids) / 10
 
 
+def test_a_detect_connection_walks_the_lineage_in_the_shared_issuance(edge_con: duckdb.DuckDBPyConnection,
+                                                                     edge_batch: dict[str, DecisionPath],
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where ``int_credential_issued`` is shared (a detect run), the lineage is walked in it instead of the
+    whole-lake ``path_lineage`` table: the same paths, loops, orphans, failed issuance and the lineage cap included."""
+    import analytics.lake as lake_mod
+
+    con = connect(lake_mod._SNAPSHOT[edge_con][0])
+    lake_mod.share(con, "int_credential_issued")
+    assert lake_mod.is_shared(con, "int_credential_issued")
+    built: list[str] = []
+    real = paths_mod.cached_table
+    monkeypatch.setattr(paths_mod, "cached_table", lambda c, name: (built.append(name), real(c, name))[1])
+    lookups: list[str] = []
+    real_rows = paths_mod.rows
+    monkeypatch.setattr(paths_mod, "rows", lambda c, sql, params=None: (lookups.append(sql), real_rows(c, sql, params))[1])
+    ids = _all_ids(con)
+    shared = decision_paths(con, ids)
+    assert "path_lineage" not in built and con not in paths_mod._LINEAGE_BUILT
+    assert paths_mod._ISSUANCES not in lookups  # every ancestor was reached by the walk, none looked up after it
+    assert {i: _json(p) for i, p in shared.items()} == {i: _json(p) for i, p in edge_batch.items()}
+    con.close()
+
+
 def test_unknown_and_repeated_ids(edge_con: duckdb.DuckDBPyConnection) -> None:
     got = decision_paths(edge_con, ["mcp:nope", "mcp:loop", "mcp:loop", "x' OR 1=1 --", "mcp:span"])
     assert list(got) == ["mcp:loop", "mcp:span"]
@@ -318,8 +342,8 @@ def test_paths_read_the_same_rows_with_the_id_index_and_without(scenario_con: du
     real = paths_mod.rows
 
     def recording(c: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-        if sql in (paths_mod._BY_IDS, paths_mod._BY_IDS_JOIN):
-            read.append((sql, len((params or {})["files"])))
+        if sql in (paths_mod._BY_IDS, paths_mod._BY_IDS_JOIN) and list((params or {})["ids"]) == ids:
+            read.append((sql, len((params or {})["files"])))  # the actions' lookup (not the issuance records')
         return real(c, sql, params)
 
     monkeypatch.setattr(paths_mod, "rows", recording)
@@ -331,6 +355,21 @@ def test_paths_read_the_same_rows_with_the_id_index_and_without(scenario_con: du
     assert "mcp:absent" not in scanned and len(scanned) > 100
     assert {i: _json(p) for i, p in indexed.items()} == {i: _json(p) for i, p in scanned.items()} \
         == {i: _json(p) for i, p in joined.items()}
+    con.close()
+
+
+def test_scenario_paths_with_the_shared_issuance_equal_those_without(scenario_con: duckdb.DuckDBPyConnection) -> None:
+    import analytics.lake as lake_mod
+    from analytics.detect import detect_findings
+
+    con = connect(lake_mod._SNAPSHOT[scenario_con][0])
+    lake_mod.share(con, "int_credential_issued")
+    ids = list(dict.fromkeys([f.key_event_id for f in detect_findings(con)] + [r[0] for r in con.execute(
+        "SELECT event_id FROM events WHERE credential_id IS NOT NULL ORDER BY time, event_id").fetchall()[::25]]))
+    shared = decision_paths(con, ids)
+    plain = decision_paths(scenario_con, ids)
+    assert len(shared) == len(ids) > 100 and con not in paths_mod._LINEAGE_BUILT
+    assert {i: _json(p) for i, p in shared.items()} == {i: _json(p) for i, p in plain.items()}
     con.close()
 
 
