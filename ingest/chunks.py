@@ -59,10 +59,11 @@ class IngestStats:
                 f"{self.duplicates:,} duplicates skipped, {self.already_ingested:,} already in the lake; "
                 f"{self.files} files, {self.chunks} chunks, {self.seconds:.1f}s")
         busy = self.seconds - self.join_seconds - self.idle_seconds
-        if not (self.join_seconds or self.idle_seconds):
+        waits = ([f"{self.join_seconds:.1f}s joining the group"] if self.join_seconds else []) + \
+            ([f"{self.idle_seconds:.1f}s waiting for more (--until-idle)"] if self.idle_seconds else [])
+        if not waits:
             return f"{head} ({self.read / self.seconds if self.seconds > 0 else 0.0:,.0f} records/s)"
-        return (f"{head}, of which {self.join_seconds:.1f}s joining the group and {self.idle_seconds:.1f}s waiting "
-                f"for more (--until-idle): {self.read / busy if busy > 0 else 0.0:,.0f} records/s while reading")
+        return f"{head}, of which {' and '.join(waits)}: {self.read / busy if busy > 0 else 0.0:,.0f} records/s while reading"
 
 
 @dataclass(frozen=True)

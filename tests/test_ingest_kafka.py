@@ -141,3 +141,5 @@ def test_the_run_line_gives_the_rate_while_reading():
     assert kafka.line().endswith("4.2s, of which 0.2s joining the group and 3.0s waiting for more (--until-idle): "
                                  "3,005 records/s while reading")
     assert kafka.to_json()["join_seconds"] == 0.2 and kafka.to_json()["idle_seconds"] == 3.0
+    stopped = IngestStats(read=1000, seconds=1.5, join_seconds=0.5)  # stopped by a signal: no idle wait
+    assert stopped.line().endswith("1.5s, of which 0.5s joining the group: 1,000 records/s while reading")
