@@ -360,8 +360,9 @@ class KafkaCollector:
                         self._flush_all()
                         tail_work = (self._last_data, time.monotonic() - began)
                     if self.s.until_idle_s is not None and idle >= self.s.until_idle_s and self._assigned():
-                        # waiting, not the commit of what was held when the records stopped
-                        self.stats.idle_seconds = idle - (tail_work[1] if tail_work[0] == self._last_data else 0.0)
+                        # since the last records, less the commit of what was held when they stopped
+                        self.stats.idle_seconds = max(0.0, time.monotonic() - self._last_data
+                                                      - (tail_work[1] if tail_work[0] == self._last_data else 0.0))
                         break
         finally:
             try:
