@@ -540,13 +540,16 @@ def index_keys(con: duckdb.DuckDBPyConnection) -> None:
     _INDEXED.add(con)
 
 
-def index_at_hand(con: duckdb.DuckDBPyConnection) -> bool:
-    """Whether ``key_days`` costs no build on this connection: built or loaded here, or cached for its snapshot
-    (``analytics.snapshot.prepare``, an earlier query on the snapshot)."""
-    if con in _INDEXED:
-        return True
+def cached_at_hand(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    """Whether ``CACHEABLE[name]`` is cached for this connection's snapshot (``cached_table`` loads, not builds):
+    ``analytics.snapshot.prepare`` or an earlier query on the snapshot made it."""
     cache = mart_cache_dir(con)
-    return cache is not None and (cache / f"{_stem('key_days')}.parquet").is_file()
+    return cache is not None and (cache / f"{_stem(name)}.parquet").is_file()
+
+
+def index_at_hand(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether ``key_days`` costs no build on this connection: built or loaded here, or cached for its snapshot."""
+    return con in _INDEXED or cached_at_hand(con, "key_days")
 
 
 def snapshot_files(con: duckdb.DuckDBPyConnection) -> list[str]:

@@ -255,6 +255,17 @@ def test_queries_per_step_not_per_event(edge_con: duckdb.DuckDBPyConnection,
     assert len(calls) <= 1 + 1 + MAX_LINEAGE + 1 + 3 + 4 < len(ids) / 10
 
 
+def _forget_cached(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    """Remove ``name``'s cached file for the connection's snapshot (other tests' connections may have made it)."""
+    import analytics.lake as lake_mod
+
+    cache = lake_mod.mart_cache_dir(con)
+    assert cache is not None
+    for f in cache.glob(f"{name}-*.parquet"):
+        f.unlink()
+    assert not lake_mod.cached_at_hand(con, name)
+
+
 def test_a_detect_connection_walks_the_lineage_in_the_shared_issuance(edge_con: duckdb.DuckDBPyConnection,
                                                                      edge_batch: dict[str, DecisionPath],
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
@@ -263,6 +274,7 @@ def test_a_detect_connection_walks_the_lineage_in_the_shared_issuance(edge_con: 
     import analytics.lake as lake_mod
 
     con = connect(lake_mod._SNAPSHOT[edge_con][0])
+    _forget_cached(con, "path_lineage")  # the edge batch's connection cached it for the snapshot
     lake_mod.share(con, "int_credential_issued")
     assert lake_mod.is_shared(con, "int_credential_issued")
     built: list[str] = []
@@ -276,6 +288,10 @@ def test_a_detect_connection_walks_the_lineage_in_the_shared_issuance(edge_con: 
     assert "path_lineage" not in built and con not in paths_mod._LINEAGE_BUILT
     assert paths_mod._ISSUANCES not in lookups  # every ancestor was reached by the walk, none looked up after it
     assert {i: _json(p) for i, p in shared.items()} == {i: _json(p) for i, p in edge_batch.items()}
+    # A connection that goes on asking builds the table after SCANS_BEFORE_INDEX walks (one query per level each).
+    again = [decision_paths(con, ids) for _ in range(paths_mod.SCANS_BEFORE_INDEX)]
+    assert built.count("path_lineage") == 1 and con in paths_mod._LINEAGE_BUILT
+    assert all({i: _json(p) for i, p in g.items()} == {i: _json(p) for i, p in shared.items()} for g in again)
     con.close()
 
 
@@ -363,6 +379,7 @@ def test_scenario_paths_with_the_shared_issuance_equal_those_without(scenario_co
     from analytics.detect import detect_findings
 
     con = connect(lake_mod._SNAPSHOT[scenario_con][0])
+    _forget_cached(con, "path_lineage")
     lake_mod.share(con, "int_credential_issued")
     ids = list(dict.fromkeys([f.key_event_id for f in detect_findings(con)] + [r[0] for r in con.execute(
         "SELECT event_id FROM events WHERE credential_id IS NOT NULL ORDER BY time, event_id").fetchall()[::25]]))
