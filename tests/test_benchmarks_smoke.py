@@ -107,6 +107,17 @@ def test_detect_catalog_script_times_every_detection(scenario, tmp_path: Path, c
     assert shared_cache.attach(connect(tmp_path / "compacted")) == "carried"
     assert main(["--lake", str(tmp_path / "compacted"), "--window", "1h", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["findings"] == runs[0]["findings"]
+    # --state: the whole scheduled `detect` step, alerts and watermarks of the previous run carried over
+    from analytics.detect import DetectSettings, run
+
+    with pytest.raises(SystemExit, match="no detect state"):
+        make(tmp_path / "lake", tmp_path / "stateless", hours=1, state=True)
+    before = {a.alert_id for a in run(DetectSettings(lake_dir=tmp_path / "lake")).new_alerts}
+    step = make(tmp_path / "lake", tmp_path / "stepped", hours=1, state=True)
+    assert step["state"] == ["alerts", "detect_state"]
+    after = run(DetectSettings(lake_dir=tmp_path / "stepped")).new_alerts
+    assert before and after and not {a.alert_id for a in after} & before  # only the step's, none raised again
+    assert all(a.evidence["decision_path"]["event_id"] == a.key_event_id for a in after)
 
 
 def test_reference_detections_script_compares_the_three(scenario, tmp_path: Path, capsys) -> None:
