@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -108,8 +109,30 @@ def existing_ids(lake_dir: str | Path, ids: Sequence[str]) -> set[str]:
     return {r[0] for r in rows}
 
 
+# Each detect run adds a small file to `detect_state` (and to `alerts` when it raises some): a `schedule --every 5m`
+# makes 288 a day, and every run reads them all (the watermarks: 0.63 s after 1,000 runs, growing linearly). Past
+# this many files such a table is compacted into one (delta-rs `optimize.compact`, a data_change=false commit).
+SMALL_FILES_MAX = 64
+log = logging.getLogger(__name__)
+
+
+def tidy(path: Path, max_files: int | None = None) -> bool:
+    """Compact the run table at ``path`` once it holds more than ``max_files`` (``SMALL_FILES_MAX``) files; whether
+    it did. Best effort: a concurrent writer's commit, or any failure, leaves it to the next run."""
+    t = table(path)
+    if t is None or len(t.file_uris()) <= (SMALL_FILES_MAX if max_files is None else max_files):
+        return False
+    try:
+        t.optimize.compact()
+        t.vacuum(dry_run=False)  # files the compactions replaced over a week ago (delta-rs's default retention)
+    except Exception as e:  # noqa: BLE001 - a tidy-up: the table stays as it was, readable
+        log.info("compacting %s skipped (%s); the next run tries again", path, e)
+        return False
+    return True
+
+
 def append(path: Path, rows: list[dict[str, Any]], schema: pa.Schema) -> None:
-    """Append rows to a Delta table, retrying when a concurrent writer won the commit."""
+    """Append rows to a Delta table, retrying when a concurrent writer won the commit (then ``tidy`` it)."""
     if not rows:
         return
     tbl = pa.Table.from_pylist(rows, schema=schema)
@@ -117,6 +140,7 @@ def append(path: Path, rows: list[dict[str, Any]], schema: pa.Schema) -> None:
     for attempt in range(8):
         try:
             write_deltalake(str(path), tbl, mode="append")
+            tidy(path)
             return
         except CommitFailedError:
             time.sleep(0.05 * (attempt + 1))
@@ -143,6 +167,7 @@ def write_alerts(lake_dir: str | Path, alerts: Sequence[Alert]) -> list[Alert]:
         try:
             (t.merge(tbl, predicate="t.alert_id = s.alert_id", source_alias="s", target_alias="t")
              .when_not_matched_insert_all().execute())
+            tidy(path)
             return new
         except CommitFailedError:
             time.sleep(0.05 * (attempt + 1))

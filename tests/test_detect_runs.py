@@ -65,6 +65,32 @@ def test_crash_between_alerts_and_state_does_not_duplicate(tmp_path: Path, monke
     assert al.read_alerts(lake).num_rows == n
 
 
+def test_run_tables_stay_a_few_files_however_many_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every run adds a file to detect_state (and to alerts when it raises some), and every run reads them: past
+    SMALL_FILES_MAX files a table is compacted, with the same rows, watermarks and alert ids."""
+    from analytics.detect import watermarks
+
+    monkeypatch.setattr(al, "SMALL_FILES_MAX", 3)
+    lake = _lake(tmp_path)
+    first = run(_settings(lake))
+    for _ in range(7):
+        assert run(_settings(lake, full=True)).new_alerts == ()
+    state = al.table(lake / "detect_state")
+    assert state is not None and 1 <= len(state.file_uris()) <= 4
+    assert state.to_pyarrow_table().num_rows == 8 * len(first.windows)  # every run's rows, none lost
+    assert watermarks(lake) == {d: u for d, (_, u) in first.windows.items()}
+    # the alerts table the same way: three more commits of alerts (copies under new ids), then one file
+    monkeypatch.setattr(al, "SMALL_FILES_MAX", 2)
+    rows = al.read_alerts(lake).to_pylist()
+    for i in range(3):
+        al.append(lake / "alerts", [{**r, "alert_id": f"{r['alert_id']}-copy{i}"} for r in rows], al.ALERTS_SCHEMA)
+    alerts = al.table(lake / "alerts")
+    assert alerts is not None and len(alerts.file_uris()) <= 2
+    ids = {r["alert_id"] for r in rows} | {f"{r['alert_id']}-copy{i}" for r in rows for i in range(3)}
+    assert al.existing_ids(lake, sorted(ids)) == ids and al.read_alerts(lake).num_rows == len(ids)
+    assert not al.tidy(lake / "nothing-here")
+
+
 def test_incremental_windows_and_late_events(tmp_path: Path) -> None:
     benign = [e for e in tr2_after_expiry.EXAMPLES[3].events]  # inside the skew
     benign[1] = {**benign[1], "activity": "decision", "category": "authorization"}
