@@ -166,3 +166,16 @@ def test_codec_scan_times_each_codec(scenario, tmp_path: Path, capsys) -> None:
     for r in res.values():
         assert r["bytes"] > 0 and list(r["seconds"]) == list(SCANS)
     assert res["uncompressed"]["bytes"] > res["zstd"]["bytes"]
+
+
+def test_run_tables_compares_compacted_and_not(capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    from analytics import alerts as al
+    from benchmarks.run_tables import main
+
+    monkeypatch.setattr(al, "SMALL_FILES_MAX", 3)
+    assert main(["--runs", "6", "--at", "2", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert [p["runs"] for p in res["at"]] == [2, 6] and res["small_files_max"] == 3
+    last = res["at"][-1]
+    assert last["baseline"]["files"] == 6 and last["tidied"]["files"] <= 4
+    assert al.SMALL_FILES_MAX == 3  # restored after the run
