@@ -280,9 +280,21 @@ def _in_windows(con: duckdb.DuckDBPyConnection, sql: str, keys: list[dict[str, A
     return _per_probe(con, sql, {**cols, "lo": lo, "hi": hi, "files": files}, len(keys))
 
 
-# Lookups by id on a connection whose snapshot has no id index scan every file this many times; the next builds it.
-SCANS_BEFORE_INDEX = 2
-_SCANS: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, int] = weakref.WeakKeyDictionary()
+# A connection whose snapshot lacks a whole-lake lookup table (the id index, `path_lineage`) answers this many
+# batches without it (a scan of every file, a walk of the shared issuance); the next builds the table. A detect run
+# asks once or twice; a connection that goes on asking gets the table.
+ASKS_BEFORE_TABLE = 2
+_ASKED: dict[str, weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, int]] = {
+    "key_days": weakref.WeakKeyDictionary(), "path_lineage": weakref.WeakKeyDictionary()}
+
+
+def _without_table(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    """Whether this batch on ``con`` goes without ``table`` (``ASKS_BEFORE_TABLE``), counting it if so."""
+    asked = _ASKED[table].get(con, 0)
+    if asked >= ASKS_BEFORE_TABLE:
+        return False
+    _ASKED[table][con] = asked + 1
+    return True
 
 
 def _key_files(con: duckdb.DuckDBPyConnection, keys: Sequence[str]) -> tuple[list[str], bool]:
@@ -290,16 +302,13 @@ def _key_files(con: duckdb.DuckDBPyConnection, keys: Sequence[str]) -> tuple[lis
 
     The index's days when the snapshot has the index (built or loaded on this connection, or cached for the
     snapshot: prepared snapshots, an earlier query); else every file, without building it, for the first
-    ``SCANS_BEFORE_INDEX`` lookups of the connection: one scan of the ids costs less than the index (10M events:
+    ``ASKS_BEFORE_TABLE`` lookups of the connection: one scan of the ids costs less than the index (10M events:
     0.8 s for 10 ids against ~4 s), which every snapshot would build again for the few paths of each scheduled
     detect run. A connection that goes on asking (a batch of questions, an API user) then builds it once, and
     its lookups read the ids' days only (``path`` p50 33 ms instead of 82 ms at 1M).
     """
-    if not index_at_hand(con):
-        scans = _SCANS.get(con, 0)
-        if scans < SCANS_BEFORE_INDEX:
-            _SCANS[con] = scans + 1
-            return snapshot_files(con), False
+    if not index_at_hand(con) and _without_table(con, "key_days"):
+        return snapshot_files(con), False
     return day_files(con, _key_days(con, keys)), True
 
 
@@ -347,11 +356,10 @@ def _prefetch_lineage(con: duckdb.DuckDBPyConnection, cids: Iterable[str], known
     if not todo:
         return
     if con not in _LINEAGE_BUILT and is_shared(con, "int_credential_issued") \
-            and not cached_at_hand(con, "path_lineage") and _SHARED_WALKS.get(con, 0) < SCANS_BEFORE_INDEX:
+            and not cached_at_hand(con, "path_lineage") and _without_table(con, "path_lineage"):
         # A detect run's batch: walk the shared issuance. A connection that goes on asking (queries after
         # `materialize` share it too) builds the table instead: a walk per query reads the issuance a level at a
         # time (1M events: `path` p50 57-60 ms against 38-40 ms with the table).
-        _SHARED_WALKS[con] = _SHARED_WALKS.get(con, 0) + 1
         _prefetch_shared(con, todo, known)
         return
     if con not in _LINEAGE_BUILT:
@@ -374,7 +382,6 @@ def _prefetch_lineage(con: duckdb.DuckDBPyConnection, cids: Iterable[str], known
     known.update({c: None for c in todo if c not in got})
 
 
-_SHARED_WALKS: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, int] = weakref.WeakKeyDictionary()
 _SHARED_ISSUED = """SELECT credential_id, issue_event_id, issued_at, parent_id
 FROM int_credential_issued_for(CAST($cids AS VARCHAR[]))"""
 

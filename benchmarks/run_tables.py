@@ -24,42 +24,50 @@ from typing import Any
 
 def measure(runs: int, at: list[int]) -> dict[str, Any]:
     from analytics import alerts as al
+
+    out: dict[str, Any] = {"runs": runs, "small_files_max": al.SMALL_FILES_MAX, "at": []}
+    keep = al.SMALL_FILES_MAX
+    try:
+        with tempfile.TemporaryDirectory() as d:
+            _append_and_read({"tidied": Path(d) / "tidied", "baseline": Path(d) / "baseline"}, runs, at, keep, out)
+    finally:
+        al.SMALL_FILES_MAX = keep  # the baseline's appends set it out of reach
+    return out
+
+
+def _append_and_read(lakes: dict[str, Path], runs: int, at: list[int], keep: int, out: dict[str, Any]) -> None:
+    from analytics import alerts as al
     from analytics.detect import watermarks
     from analytics.detectors import REGISTRY
 
     start = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
-    out: dict[str, Any] = {"runs": runs, "small_files_max": al.SMALL_FILES_MAX, "at": []}
-    with tempfile.TemporaryDirectory() as d:
-        lakes = {"tidied": Path(d) / "tidied", "baseline": Path(d) / "baseline"}
-        spent = {k: 0.0 for k in lakes}
-        keep = al.SMALL_FILES_MAX
-        for i in range(1, runs + 1):
-            u = start + dt.timedelta(minutes=5 * i)
-            rows = [{"detection": m.DETECTION.id, "detector_version": m.DETECTION.version,
-                     "since": u - dt.timedelta(minutes=5), "until": u, "run_id": f"r{i}", "ran_at": u,
-                     "findings": 0, "new_alerts": 0} for m in REGISTRY]
-            for k, lake in lakes.items():
-                al.SMALL_FILES_MAX = keep if k == "tidied" else 1 << 62
+    spent = {k: 0.0 for k in lakes}
+    for i in range(1, runs + 1):
+        u = start + dt.timedelta(minutes=5 * i)
+        rows = [{"detection": m.DETECTION.id, "detector_version": m.DETECTION.version,
+                 "since": u - dt.timedelta(minutes=5), "until": u, "run_id": f"r{i}", "ran_at": u,
+                 "findings": 0, "new_alerts": 0} for m in REGISTRY]
+        for k, lake in lakes.items():
+            al.SMALL_FILES_MAX = keep if k == "tidied" else 1 << 62
+            t = time.perf_counter()
+            al.append(lake / "detect_state", rows, al.STATE_SCHEMA)
+            spent[k] += time.perf_counter() - t
+        if i not in at:
+            continue
+        point: dict[str, Any] = {"runs": i}
+        for k, lake in lakes.items():
+            times = []
+            for _ in range(3):
                 t = time.perf_counter()
-                al.append(lake / "detect_state", rows, al.STATE_SCHEMA)
-                spent[k] += time.perf_counter() - t
-            al.SMALL_FILES_MAX = keep
-            if i in at:
-                point: dict[str, Any] = {"runs": i}
-                for k, lake in lakes.items():
-                    times = []
-                    for _ in range(3):
-                        t = time.perf_counter()
-                        watermarks(lake)
-                        times.append(time.perf_counter() - t)
-                    table = al.table(lake / "detect_state")
-                    point[k] = {"watermarks_s": round(statistics.median(times), 4),
-                                "files": len(table.file_uris()) if table is not None else 0,
-                                "append_mean_s": round(spent[k] / i, 4)}
-                point["baseline_over_tidied"] = round(point["baseline"]["watermarks_s"] /
-                                                      max(point["tidied"]["watermarks_s"], 1e-9), 2)
-                out["at"].append(point)
-    return out
+                watermarks(lake)
+                times.append(time.perf_counter() - t)
+            table = al.table(lake / "detect_state")
+            point[k] = {"watermarks_s": round(statistics.median(times), 4),
+                        "files": len(table.file_uris()) if table is not None else 0,
+                        "append_mean_s": round(spent[k] / i, 4)}
+        point["baseline_over_tidied"] = round(point["baseline"]["watermarks_s"] /
+                                              max(point["tidied"]["watermarks_s"], 1e-9), 2)
+        out["at"].append(point)
 
 
 def main(argv: list[str] | None = None) -> int:

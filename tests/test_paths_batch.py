@@ -288,8 +288,8 @@ def test_a_detect_connection_walks_the_lineage_in_the_shared_issuance(edge_con: 
     assert "path_lineage" not in built and con not in paths_mod._LINEAGE_BUILT
     assert paths_mod._ISSUANCES not in lookups  # every ancestor was reached by the walk, none looked up after it
     assert {i: _json(p) for i, p in shared.items()} == {i: _json(p) for i, p in edge_batch.items()}
-    # A connection that goes on asking builds the table after SCANS_BEFORE_INDEX walks (one query per level each).
-    again = [decision_paths(con, ids) for _ in range(paths_mod.SCANS_BEFORE_INDEX)]
+    # A connection that goes on asking builds the table after ASKS_BEFORE_TABLE walks (one query per level each).
+    again = [decision_paths(con, ids) for _ in range(paths_mod.ASKS_BEFORE_TABLE)]
     assert built.count("path_lineage") == 1 and con in paths_mod._LINEAGE_BUILT
     assert all({i: _json(p) for i, p in g.items()} == {i: _json(p) for i, p in shared.items()} for g in again)
     con.close()
@@ -349,7 +349,7 @@ def test_paths_read_the_same_rows_with_the_id_index_and_without(scenario_con: du
     actions = [r[0] for r in con.execute("SELECT event_id FROM events WHERE activity IN (SELECT unnest($a)) "
                                          "ORDER BY time, event_id", {"a": list(ACTION_LIKE)}).fetchall()]
     ids = list(dict.fromkeys(actions[::7] + [f.key_event_id for f in detect_findings(con)] + ["mcp:absent"]))
-    monkeypatch.setattr(paths_mod, "SCANS_BEFORE_INDEX", 1000)
+    monkeypatch.setattr(paths_mod, "ASKS_BEFORE_TABLE", 1000)
     scanned = decision_paths(con, ids)
     assert not lake_mod.index_at_hand(con) and not list(cache.glob("key_days-*.parquet"))
     lake_mod.index_keys(con)
@@ -423,8 +423,12 @@ def test_time_hints_read_their_days_first_and_never_lose_an_event(scenario_con: 
     misled = decision_paths(con, ids, wrong)
     assert lookups == [len(ids)]  # no file for the window: straight to the lookup without hints
     lookups.clear()
-    half = decision_paths(con, ids, right[: len(ids) // 2])
-    assert lookups[0] == len(ids) and sum(lookups[1:]) < len(ids)  # what the first days lacked, if anything
+    # a hint for the first event only: its day's events are found there, the others looked up after
+    first_day = rows_[0][1].astimezone(dt.UTC).date()
+    elsewhere = [i for i, t in rows_ if t.astimezone(dt.UTC).date() != first_day]
+    assert 0 < len(elsewhere) < len(ids)  # the scenario spans several days
+    half = decision_paths(con, ids, [(rows_[0][1], rows_[0][1])])
+    assert lookups == [len(ids), len(elsewhere)]
     assert len(plain) == len(ids) > 5
     assert {i: _json(p) for i, p in plain.items()} == {i: _json(p) for i, p in hinted.items()} \
         == {i: _json(p) for i, p in misled.items()} == {i: _json(p) for i, p in half.items()}
@@ -432,7 +436,7 @@ def test_time_hints_read_their_days_first_and_never_lose_an_event(scenario_con: 
 
 
 def test_a_connection_that_goes_on_asking_builds_the_id_index(scenario_con: duckdb.DuckDBPyConnection) -> None:
-    """The first SCANS_BEFORE_INDEX lookups by id on a snapshot without the index scan every file; the next one
+    """The first ASKS_BEFORE_TABLE lookups by id on a snapshot without the index scan every file; the next one
     builds the index (and caches it for the snapshot), so a long-lived connection's lookups read one day each."""
     import analytics.lake as lake_mod
 
@@ -444,7 +448,7 @@ def test_a_connection_that_goes_on_asking_builds_the_id_index(scenario_con: duck
         f.unlink()
     ids = [r[0] for r in con.execute("SELECT event_id FROM events ORDER BY time, event_id LIMIT 3").fetchall()]
     got = []
-    for i in range(paths_mod.SCANS_BEFORE_INDEX + 1):
+    for i in range(paths_mod.ASKS_BEFORE_TABLE + 1):
         assert not lake_mod.index_at_hand(con), f"index built before lookup {i + 1}"
         got.append(paths_mod._by_ids(con, ids))
     assert lake_mod.index_at_hand(con) and con in lake_mod._INDEXED and list(cache.glob("key_days-*.parquet"))
